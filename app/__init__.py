@@ -1,0 +1,1 @@
+"""Tether: the stateful half of the OpenAI API for any OpenAI-compatible model server."""

@@ -1,0 +1,14 @@
+"""Who is asking. One default project until API keys arrive; every repository call takes the id
+this returns, so tenant isolation later changes where the id comes from, not the queries."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+
+def get_project_id(request: Request) -> str:
+    project_id: str = request.app.state.settings.default_project_id
+    return project_id
+
+
+ProjectDep = Annotated[str, Depends(get_project_id)]

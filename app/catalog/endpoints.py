@@ -1,0 +1,39 @@
+"""/v1/models: what the upstream serves (or the built-in echo model), and /healthz."""
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+from starlette.responses import Response
+
+from app.errors import NotFound
+from app.kit.http import json_response
+
+router = APIRouter(tags=["models"])
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    """The models the configured upstream lists, or the built-in `echo` model."""
+    models = await request.app.state.providers.list_models()
+    return json_response({"object": "list", "data": models})
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request) -> Response:
+    for model in await request.app.state.providers.list_models():
+        if model["id"] == model_id:
+            return json_response(model)
+    raise NotFound(f"The model '{model_id}' does not exist.", param="model",
+                   code="model_not_found")
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz(request: Request) -> Response:
+    """200 when the database answers, 503 otherwise (load balancers and compose use it)."""
+    try:
+        async with asyncio.timeout(2), request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to reach the database is "unhealthy"
+        return json_response({"status": "unavailable", "database": type(exc).__name__}, 503)
+    return json_response({"status": "ok"})

@@ -1,0 +1,45 @@
+"""The app factory. `uvicorn app.main:app` serves the settings from the environment;
+tests and tools call create_app(settings) for their own."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.catalog.endpoints import router as catalog_router
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import install_error_handlers
+from app.kit.request_id import RequestIdMiddleware
+from app.providers.registry import Providers
+from app.responses.endpoints import router as responses_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Everything per-process lives here and is disposed on shutdown; nothing else is global,
+        # so any number of replicas can serve one database.
+        app.state.settings = settings
+        app.state.engine = create_engine(settings)
+        app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        app.state.providers = Providers(settings)
+        try:
+            yield
+        finally:
+            await app.state.providers.close()
+            await app.state.engine.dispose()
+
+    app = FastAPI(title="Tether", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(responses_router)
+    app.include_router(catalog_router)
+    return app
+
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+app = create_app()

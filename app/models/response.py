@@ -1,0 +1,42 @@
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, JSONType
+
+
+class ResponseRow(Base):
+    """A stored response. Rows with store=false never exist: those are never written."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(256))
+    background: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # RESTRICT: a parent is only ever hard-deleted once nothing points at it (see
+    # app/responses/repository.py, delete); until then it stays as a tombstone.
+    previous_response_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("responses.id", ondelete="RESTRICT")
+    )
+    instructions: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    # The request parameters echoed back on the object (temperature, tools, text, ...).
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    output: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONType)
+    # Set when deleted while later turns still chain through it (a tombstone): invisible to the
+    # API, but its items keep feeding the descendants' context.
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_responses_project_id_id", "project_id", "id"),
+        Index("ix_responses_previous_response_id", "previous_response_id"),
+    )
+    # The GIN index on metadata exists on PostgreSQL only; the migration creates it.

@@ -1,0 +1,49 @@
+"""The built-in `echo` model: answers with the last user message, so the whole API works offline.
+
+Tokens are estimated at four characters each (the usual rule of thumb for English text); the
+estimate also drives `max_output_tokens`, so the incomplete path can be seen without a model.
+"""
+
+import math
+from typing import Any
+
+from app.providers.base import ChatResult
+
+ECHO_MODEL = "echo"
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+class EchoProvider:
+    async def complete(self, payload: dict[str, Any]) -> ChatResult:
+        messages: list[dict[str, Any]] = payload["messages"]
+        users = [m for m in messages if m.get("role") == "user"]
+        text = _text_of(users[-1]["content"]) if users else ""
+        finish = "stop"
+        limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        if limit is not None and estimate_tokens(text) > limit:
+            text, finish = text[: limit * 4], "length"
+        prompt_tokens = sum(estimate_tokens(_text_of(m.get("content"))) for m in messages)
+        completion_tokens = estimate_tokens(text)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        return ChatResult(text=text, finish_reason=finish, usage=usage)
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        return [{"id": ECHO_MODEL, "object": "model", "created": 0, "owned_by": "tether"}]
+
+    async def close(self) -> None:
+        return None

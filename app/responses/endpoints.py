@@ -1,0 +1,54 @@
+"""/v1/responses: thin handlers (parse, who is asking, call the service, answer)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from app.auth import ProjectDep
+from app.db import SessionDep, SessionMakerDep
+from app.errors import InvalidRequest
+from app.kit.http import json_response
+from app.responses import service
+from app.responses.schemas import CreateResponseRequest, ListQuery
+
+router = APIRouter(prefix="/v1/responses", tags=["responses"])
+
+
+@router.post("")
+async def create_response(
+    body: CreateResponseRequest, request: Request, maker: SessionMakerDep, project_id: ProjectDep
+) -> Response:
+    """Create a model response; stored (store=true, the default) it can be fetched and continued
+    with previous_response_id."""
+    result = await service.create_response(maker, request.app.state.providers, project_id, body)
+    return json_response(result)
+
+
+@router.get("/{response_id}")
+async def retrieve_response(
+    response_id: str, session: SessionDep, project_id: ProjectDep, stream: bool = False
+) -> Response:
+    """Retrieve a stored response by id."""
+    if stream:
+        raise InvalidRequest("Streaming is not available yet.", param="stream",
+                             code="unsupported_value")
+    return json_response(await service.get_response(session, project_id, response_id))
+
+
+@router.delete("/{response_id}")
+async def delete_response(response_id: str, session: SessionDep, project_id: ProjectDep) -> Response:
+    """Delete a stored response. Later turns that chain through it keep their full context."""
+    await service.delete_response(session, project_id, response_id)
+    return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+@router.get("/{response_id}/input_items")
+async def list_input_items(
+    response_id: str,
+    query: Annotated[ListQuery, Query()],
+    session: SessionDep,
+    project_id: ProjectDep,
+) -> Response:
+    """The input items of a stored response, newest first by default."""
+    return json_response(await service.list_input_items(session, project_id, response_id, query))

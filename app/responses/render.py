@@ -1,0 +1,41 @@
+"""A stored (or unstored) response as the Response object OpenAI returns."""
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def render_response(row: Mapping[str, Any]) -> dict[str, Any]:
+    params: Mapping[str, Any] = row["params"]
+    return {
+        "id": row["id"],
+        "object": "response",
+        "created_at": row["created_at"],
+        "status": row["status"],
+        "background": row["background"],
+        "completed_at": row["completed_at"],
+        "error": row["error"],
+        "incomplete_details": row["incomplete_details"],
+        "instructions": row["instructions"],
+        "max_output_tokens": params.get("max_output_tokens"),
+        "max_tool_calls": params.get("max_tool_calls"),
+        "model": row["model"],
+        "output": row["output"],
+        "parallel_tool_calls": params.get("parallel_tool_calls", True),
+        "previous_response_id": row["previous_response_id"],
+        "conversation": None,
+        "prompt_cache_key": params.get("prompt_cache_key"),
+        "reasoning": params.get("reasoning") or {"effort": None, "summary": None},
+        "safety_identifier": params.get("safety_identifier"),
+        "service_tier": params.get("service_tier") or "default",
+        "store": params.get("store", True),
+        "temperature": params.get("temperature"),
+        "text": params.get("text") or {"format": {"type": "text"}},
+        "tool_choice": params.get("tool_choice", "auto"),
+        "tools": params.get("tools") or [],
+        "top_logprobs": params.get("top_logprobs"),
+        "top_p": params.get("top_p"),
+        "truncation": params.get("truncation", "disabled"),
+        "usage": row["usage"],
+        "user": params.get("user"),
+        "metadata": row["metadata"] or {},
+    }

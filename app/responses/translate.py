@@ -1,0 +1,134 @@
+"""Responses <-> Chat Completions: the request as a chat payload, the chat result as output."""
+
+from typing import Any
+
+from app.errors import InvalidRequest
+from app.kit.ids import new_id
+from app.providers.base import ChatResult
+from app.responses.items import to_chat_message
+from app.responses.schemas import CreateResponseRequest
+
+TEXT_FORMATS = ("text", "json_schema", "json_object")
+REASONING_EFFORTS = (None, "none", "minimal", "low", "medium", "high", "xhigh")
+
+
+def check_text(text: dict[str, Any] | None) -> dict[str, Any]:
+    """The `text` config as echoed back; rejects what the upstream could not be asked for."""
+    text = dict(text or {})
+    fmt = text.get("format") or {"type": "text"}
+    if not isinstance(fmt, dict) or fmt.get("type") not in TEXT_FORMATS:
+        kind = fmt.get("type") if isinstance(fmt, dict) else fmt
+        raise InvalidRequest(
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'json_schema' and "
+            "'json_object'.",
+            param="text.format.type", code="invalid_value",
+        )
+    if fmt["type"] == "json_schema":
+        if not isinstance(fmt.get("name"), str):
+            raise InvalidRequest("Missing required parameter: 'text.format.name'.",
+                                 param="text.format.name", code="missing_required_parameter")
+        if not isinstance(fmt.get("schema"), dict):
+            raise InvalidRequest("Missing required parameter: 'text.format.schema'.",
+                                 param="text.format.schema", code="missing_required_parameter")
+    text["format"] = fmt
+    return text
+
+
+def check_reasoning(reasoning: dict[str, Any] | None) -> dict[str, Any]:
+    reasoning = reasoning or {}
+    for key in reasoning:
+        if key not in ("effort", "summary", "generate_summary"):
+            raise InvalidRequest(f"Unknown parameter: 'reasoning.{key}'.",
+                                 param=f"reasoning.{key}", code="unknown_parameter")
+    effort = reasoning.get("effort")
+    if effort not in REASONING_EFFORTS:
+        raise InvalidRequest(f"Invalid value: '{effort}'.", param="reasoning.effort",
+                             code="invalid_value")
+    return {"effort": effort, "summary": reasoning.get("summary")}
+
+
+def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
+    fmt = text["format"]
+    if fmt["type"] == "json_object":
+        return {"type": "json_object"}
+    if fmt["type"] == "json_schema":
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+        return {"type": "json_schema", "json_schema": schema}
+    return None
+
+
+def chat_payload(
+    req: CreateResponseRequest,
+    history: list[dict[str, Any]],
+    new_items: list[dict[str, Any]],
+    params: dict[str, Any],
+    max_tokens_param: str,
+) -> dict[str, Any]:
+    """The chat-completions request: instructions (this request's only), then the thread."""
+    messages: list[dict[str, Any]] = []
+    if req.instructions:
+        messages.append({"role": "system", "content": req.instructions})
+    for item in (*history, *new_items):
+        message = to_chat_message(item)
+        if message is not None:
+            messages.append(message)
+    payload: dict[str, Any] = {"model": req.model, "messages": messages}
+    for key in ("temperature", "top_p", "user"):
+        if getattr(req, key) is not None:
+            payload[key] = getattr(req, key)
+    if req.max_output_tokens is not None:
+        payload[max_tokens_param] = req.max_output_tokens
+    if req.top_logprobs:
+        payload["logprobs"] = True
+        payload["top_logprobs"] = req.top_logprobs
+    response_format = _response_format(params["text"])
+    if response_format is not None:
+        payload["response_format"] = response_format
+    if params["reasoning"]["effort"] is not None:
+        payload["reasoning_effort"] = params["reasoning"]["effort"]
+    return payload
+
+
+def map_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not usage:
+        return None
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": int(prompt_details.get("cached_tokens") or 0)},
+        "output_tokens": completion,
+        "output_tokens_details": {
+            "reasoning_tokens": int(completion_details.get("reasoning_tokens") or 0)
+        },
+        "total_tokens": int(usage.get("total_tokens") or prompt + completion),
+    }
+
+
+def to_output(result: ChatResult) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:
+    """(status, incomplete_details, output items) for a finished chat completion."""
+    status, incomplete = "completed", None
+    if result.finish_reason == "length":
+        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+    elif result.finish_reason == "content_filter":
+        status, incomplete = "incomplete", {"reason": "content_filter"}
+    output: list[dict[str, Any]] = []
+    if result.reasoning:
+        output.append({
+            "id": new_id("rs"),
+            "type": "reasoning",
+            "summary": [],
+            "content": [{"type": "reasoning_text", "text": result.reasoning}],
+        })
+    output.append({
+        "id": new_id("msg"),
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [
+            {"type": "output_text", "text": result.text or "", "annotations": [], "logprobs": []}
+        ],
+    })
+    return status, incomplete, output
