@@ -81,18 +81,23 @@ def error_response(
     out = dict(headers or {})
     if should_retry is not None:
         out["x-should-retry"] = "true" if should_retry else "false"
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers=out)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=out
+    )
+
+
+# Pydantic puts the union member it tried into the location ('input', 'str'); a param never
+# has these names.
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
 
 
 def _param_from_loc(loc: tuple[Any, ...]) -> str | None:
     """('body', 'input', 0, 'content') -> 'input[0].content', as OpenAI names params."""
-    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
     out = ""
-    for part in parts:
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and not part.startswith(("function-", "union[", "tagged-")):
+        elif isinstance(part, str) and part not in _TYPE_TAGS and "[" not in part:
             out += f".{part}" if out else part
     return out or None
 
@@ -133,8 +138,14 @@ def install_error_handlers(app: FastAPI) -> None:
         message = {404: "Not found.", 405: "Method not allowed."}.get(
             exc.status_code, str(exc.detail)
         )
-        body = {"error": {"message": message, "type": "invalid_request_error",
-                          "param": None, "code": None}}
+        body = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
         return error_response(exc.status_code, body, dict(exc.headers or {}))
 
     @app.exception_handler(Exception)

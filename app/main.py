@@ -1,7 +1,6 @@
 """The app factory. `uvicorn app.main:app` serves the settings from the environment;
 tests and tools call create_app(settings) for their own."""
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -41,5 +40,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 app = create_app()

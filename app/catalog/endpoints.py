@@ -24,8 +24,7 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     for model in await request.app.state.providers.list_models():
         if model["id"] == model_id:
             return json_response(model)
-    raise NotFound(f"The model '{model_id}' does not exist.", param="model",
-                   code="model_not_found")
+    raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
 
 
 @router.get("/healthz", include_in_schema=False)

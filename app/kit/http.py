@@ -7,9 +7,12 @@ import orjson
 from starlette.responses import Response
 
 
-def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json",
-                    headers=headers)
+def json_response(
+    body: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status_code, media_type="application/json", headers=headers
+    )
 
 
 def page(data: list[dict[str, Any]], limit: int) -> dict[str, Any]:

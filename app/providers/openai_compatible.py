@@ -79,7 +79,9 @@ class OpenAICompatibleProvider:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise UpstreamFailure("server", "The model server sent a body that is not JSON.") from exc
+            raise UpstreamFailure(
+                "server", "The model server sent a body that is not JSON."
+            ) from exc
 
     async def complete(self, payload: dict[str, Any]) -> ChatResult:
         data = await self._request("POST", "/chat/completions", orjson.dumps(payload))

@@ -31,13 +31,16 @@ async def retrieve_response(
 ) -> Response:
     """Retrieve a stored response by id."""
     if stream:
-        raise InvalidRequest("Streaming is not available yet.", param="stream",
-                             code="unsupported_value")
+        raise InvalidRequest(
+            "Streaming is not available yet.", param="stream", code="unsupported_value"
+        )
     return json_response(await service.get_response(session, project_id, response_id))
 
 
 @router.delete("/{response_id}")
-async def delete_response(response_id: str, session: SessionDep, project_id: ProjectDep) -> Response:
+async def delete_response(
+    response_id: str, session: SessionDep, project_id: ProjectDep
+) -> Response:
     """Delete a stored response. Later turns that chain through it keep their full context."""
     await service.delete_response(session, project_id, response_id)
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})

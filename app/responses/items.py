@@ -42,26 +42,30 @@ def _check_keys(obj: dict[str, Any], allowed: set[str], param: str) -> None:
     for key in obj:
         if key not in allowed:
             raise InvalidRequest(
-                f"Unknown parameter: '{param}.{key}'.", param=f"{param}.{key}",
+                f"Unknown parameter: '{param}.{key}'.",
+                param=f"{param}.{key}",
                 code="unknown_parameter",
             )
 
 
 def _part(part: Any, role: str, param: str) -> dict[str, Any]:
     if not isinstance(part, dict):
-        raise InvalidRequest(f"Invalid type for '{param}': expected an object.", param=param,
-                             code="invalid_type")
+        raise InvalidRequest(
+            f"Invalid type for '{param}': expected an object.", param=param, code="invalid_type"
+        )
     allowed = OUTPUT_PARTS if role == "assistant" else INPUT_PARTS
     kind = part.get("type")
     if kind not in allowed:
         if kind == "input_file":
             raise InvalidRequest(
                 "Input parts of type 'input_file' are not supported: Tether has no Files API.",
-                param=f"{param}.type", code="unsupported_value",
+                param=f"{param}.type",
+                code="unsupported_value",
             )
         raise InvalidRequest(
             f"Invalid value: '{kind}'. Supported values are: {_supported(list(allowed))}.",
-            param=f"{param}.type", code="invalid_value",
+            param=f"{param}.type",
+            code="invalid_value",
         )
     _check_keys(part, allowed[kind], param)
     if kind in ("input_text", "output_text"):
@@ -76,14 +80,16 @@ def _part(part: Any, role: str, param: str) -> dict[str, Any]:
         raise InvalidRequest(
             "Images by 'file_id' are not supported: Tether has no Files API; pass 'image_url' "
             "(an https URL or a data: URL).",
-            param=f"{param}.file_id", code="unsupported_value",
+            param=f"{param}.file_id",
+            code="unsupported_value",
         )
     url = _string(part.get("image_url"), f"{param}.image_url")
     detail = part.get("detail", "auto")
     if detail not in IMAGE_DETAILS:
         raise InvalidRequest(
             f"Invalid value: '{detail}'. Supported values are: {_supported(IMAGE_DETAILS)}.",
-            param=f"{param}.detail", code="invalid_value",
+            param=f"{param}.detail",
+            code="invalid_value",
         )
     return {"type": "input_image", "image_url": url, "detail": detail}
 
@@ -94,7 +100,8 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
     if role not in ROLES:
         raise InvalidRequest(
             f"Invalid value: '{role}'. Supported values are: {_supported(ROLES)}.",
-            param=f"{param}.role", code="invalid_value",
+            param=f"{param}.role",
+            code="invalid_value",
         )
     content = item.get("content")
     if isinstance(content, str):
@@ -107,7 +114,8 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
     else:
         raise InvalidRequest(
             f"Invalid type for '{param}.content': expected a string or an array of content parts.",
-            param=f"{param}.content", code="invalid_type",
+            param=f"{param}.content",
+            code="invalid_type",
         )
     item_id = item.get("id")
     if item_id is not None:
@@ -130,18 +138,23 @@ def normalize_input(raw: str | list[Any]) -> list[dict[str, Any]]:
     for i, item in enumerate(raw):
         param = f"input[{i}]"
         if not isinstance(item, dict):
-            raise InvalidRequest(f"Invalid type for '{param}': expected an object.",
-                                 param=param, code="invalid_type")
+            raise InvalidRequest(
+                f"Invalid type for '{param}': expected an object.", param=param, code="invalid_type"
+            )
         kind = item.get("type", "message")
         if kind != "message":
             raise InvalidRequest(
                 f"Input items of type '{kind}' are not supported yet; send 'message' items.",
-                param=f"{param}.type", code="unsupported_value",
+                param=f"{param}.type",
+                code="unsupported_value",
             )
         normalized = _message(item, param)
         if normalized["id"] in seen:
-            raise InvalidRequest(f"Duplicate item id '{normalized['id']}' in input.",
-                                 param=f"{param}.id", code="invalid_value")
+            raise InvalidRequest(
+                f"Duplicate item id '{normalized['id']}' in input.",
+                param=f"{param}.id",
+                code="invalid_value",
+            )
         seen.add(normalized["id"])
         items.append(normalized)
     return items

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def render_response(row: Mapping[str, Any]) -> dict[str, Any]:
+def render_response(row: Mapping[Any, Any]) -> dict[str, Any]:
     params: Mapping[str, Any] = row["params"]
     return {
         "id": row["id"],

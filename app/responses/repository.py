@@ -2,17 +2,17 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import RowMapping, delete, exists, insert, literal, select, update
+from sqlalchemy import RowMapping, Table, delete, exists, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.ids import now_seconds
 from app.models import ResponseItemRow, ResponseRow
 
-responses = ResponseRow.__table__
-items = ResponseItemRow.__table__
+responses = cast(Table, ResponseRow.__table__)
+items = cast(Table, ResponseItemRow.__table__)
 
 # The columns the API shows; deleted_at only filters.
 VISIBLE = [c for c in responses.c if c.name != "deleted_at"]
@@ -75,8 +75,11 @@ class ResponsesRepository:
             ).where(parent.c.id == chain.c.previous_response_id, parent.c.project_id == project_id)
         )
         outputs = select(
-            chain.c.depth, literal(1).label("k"), literal(0).label("pos"),
-            r.c.output.label("payload"), chain.c.deleted_at,
+            chain.c.depth,
+            literal(1).label("k"),
+            literal(0).label("pos"),
+            r.c.output.label("payload"),
+            chain.c.deleted_at,
         ).join_from(chain, r, r.c.id == chain.c.id)
         inputs = select(
             chain.c.depth, literal(0), items.c.position, items.c.item, chain.c.deleted_at
@@ -138,9 +141,9 @@ class ResponsesRepository:
             return False
         if not await self._remove_if_leaf(response_id, tombstoned_only=False):
             await self.session.execute(
-                update(responses).where(responses.c.id == response_id).values(
-                    deleted_at=now_seconds()
-                )
+                update(responses)
+                .where(responses.c.id == response_id)
+                .values(deleted_at=now_seconds())
             )
             return True
         parent = row.previous_response_id

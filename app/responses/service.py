@@ -51,11 +51,13 @@ def _unsupported(param: str, message: str) -> InvalidRequest:
 def check_request(req: CreateResponseRequest) -> dict[str, Any]:
     """Reject what we cannot honour; return the parameters echoed on the Response object."""
     if req.input is None:
-        raise InvalidRequest("Missing required parameter: 'input'.", param="input",
-                             code="missing_required_parameter")
+        raise InvalidRequest(
+            "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
+        )
     if req.background and not req.store:
-        raise InvalidRequest("Background responses require store=true.", param="background",
-                             code="invalid_value")
+        raise InvalidRequest(
+            "Background responses require store=true.", param="background", code="invalid_value"
+        )
     if req.background:
         raise _unsupported("background", "Background responses are not available yet.")
     if req.stream:
@@ -65,11 +67,15 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
     if req.prompt is not None:
         raise _unsupported("prompt", "Prompt templates are not supported.")
     for i, tool in enumerate(req.tools):
-        raise _unsupported(f"tools[{i}].type",
-                           f"Tool type '{tool.get('type')}' is not supported yet.")
+        raise _unsupported(
+            f"tools[{i}].type", f"Tool type '{tool.get('type')}' is not supported yet."
+        )
     if req.tool_choice not in ("auto", "none"):
-        raise InvalidRequest("tool_choice requires tools; none were given.",
-                             param="tool_choice", code="invalid_value")
+        raise InvalidRequest(
+            "tool_choice requires tools; none were given.",
+            param="tool_choice",
+            code="invalid_value",
+        )
     return {
         "store": req.store,
         "max_output_tokens": req.max_output_tokens,

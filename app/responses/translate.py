@@ -21,15 +21,22 @@ def check_text(text: dict[str, Any] | None) -> dict[str, Any]:
         raise InvalidRequest(
             f"Invalid value: '{kind}'. Supported values are: 'text', 'json_schema' and "
             "'json_object'.",
-            param="text.format.type", code="invalid_value",
+            param="text.format.type",
+            code="invalid_value",
         )
     if fmt["type"] == "json_schema":
         if not isinstance(fmt.get("name"), str):
-            raise InvalidRequest("Missing required parameter: 'text.format.name'.",
-                                 param="text.format.name", code="missing_required_parameter")
+            raise InvalidRequest(
+                "Missing required parameter: 'text.format.name'.",
+                param="text.format.name",
+                code="missing_required_parameter",
+            )
         if not isinstance(fmt.get("schema"), dict):
-            raise InvalidRequest("Missing required parameter: 'text.format.schema'.",
-                                 param="text.format.schema", code="missing_required_parameter")
+            raise InvalidRequest(
+                "Missing required parameter: 'text.format.schema'.",
+                param="text.format.schema",
+                code="missing_required_parameter",
+            )
     text["format"] = fmt
     return text
 
@@ -38,12 +45,16 @@ def check_reasoning(reasoning: dict[str, Any] | None) -> dict[str, Any]:
     reasoning = reasoning or {}
     for key in reasoning:
         if key not in ("effort", "summary", "generate_summary"):
-            raise InvalidRequest(f"Unknown parameter: 'reasoning.{key}'.",
-                                 param=f"reasoning.{key}", code="unknown_parameter")
+            raise InvalidRequest(
+                f"Unknown parameter: 'reasoning.{key}'.",
+                param=f"reasoning.{key}",
+                code="unknown_parameter",
+            )
     effort = reasoning.get("effort")
     if effort not in REASONING_EFFORTS:
-        raise InvalidRequest(f"Invalid value: '{effort}'.", param="reasoning.effort",
-                             code="invalid_value")
+        raise InvalidRequest(
+            f"Invalid value: '{effort}'.", param="reasoning.effort", code="invalid_value"
+        )
     return {"effort": effort, "summary": reasoning.get("summary")}
 
 
@@ -116,19 +127,28 @@ def to_output(result: ChatResult) -> tuple[str, dict[str, Any] | None, list[dict
         status, incomplete = "incomplete", {"reason": "content_filter"}
     output: list[dict[str, Any]] = []
     if result.reasoning:
-        output.append({
-            "id": new_id("rs"),
-            "type": "reasoning",
-            "summary": [],
-            "content": [{"type": "reasoning_text", "text": result.reasoning}],
-        })
-    output.append({
-        "id": new_id("msg"),
-        "type": "message",
-        "status": status,
-        "role": "assistant",
-        "content": [
-            {"type": "output_text", "text": result.text or "", "annotations": [], "logprobs": []}
-        ],
-    })
+        output.append(
+            {
+                "id": new_id("rs"),
+                "type": "reasoning",
+                "summary": [],
+                "content": [{"type": "reasoning_text", "text": result.reasoning}],
+            }
+        )
+    output.append(
+        {
+            "id": new_id("msg"),
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "output_text",
+                    "text": result.text or "",
+                    "annotations": [],
+                    "logprobs": [],
+                }
+            ],
+        }
+    )
     return status, incomplete, output
