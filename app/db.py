@@ -8,6 +8,7 @@ under load, not just work for one request at a time.
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, Request
 from sqlalchemy import JSON, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -51,8 +52,13 @@ def async_url(database_url: str) -> URL:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = async_url(settings.database_url)
+    # orjson for JSON columns: the stdlib codec was a visible share of a retrieve.
+    json_codec: dict[str, Any] = {
+        "json_serializer": lambda obj: orjson.dumps(obj).decode(),
+        "json_deserializer": orjson.loads,
+    }
     if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **json_codec)
         _tune_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
     return create_async_engine(
@@ -60,6 +66,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=False,  # asyncpg reports a dead connection on use; pre-ping costs a trip
+        **json_codec,
     )
 
 
@@ -78,14 +85,20 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    return maker
+async def get_engine(request: Request) -> AsyncEngine:
+    """For reads and for create, which open short connections of their own.
+
+    A read needs no Session: measured on retrieve, the session dependency (a generator with a
+    shielded exit, plus the ORM session) halved throughput and put 100 ms stalls into p99.
+    """
+    engine: AsyncEngine = request.app.state.engine
+    return engine
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the answer is sent (scope="function")."""
-    async with get_sessionmaker(request)() as session:
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with maker() as session:
         try:
             yield session
         except BaseException:
@@ -96,4 +109,4 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]

@@ -5,7 +5,7 @@ import pytest
 from app import migrate
 from tests.harness import fresh_database, query
 
-TABLES = {"responses", "response_items", "alembic_version"}
+TABLES = {"responses", "alembic_version"}
 
 
 def _tables(url: str, backend: str) -> set[object]:

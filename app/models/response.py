@@ -7,7 +7,7 @@ from app.db import Base, JSONType
 
 
 class ResponseRow(Base):
-    """A stored response. Rows with store=false never exist: those are never written."""
+    """A stored response. Responses with store=false are never written."""
 
     __tablename__ = "responses"
 
@@ -24,6 +24,11 @@ class ResponseRow(Base):
         String(64), ForeignKey("responses.id", ondelete="RESTRICT")
     )
     instructions: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    # This turn's input items, normalised, each with its id. Kept on the row (not in a table of
+    # items) so that rebuilding a thread is a walk of primary-key lookups that carries each
+    # turn's input and output along: a join to an items table let PostgreSQL's planner, which
+    # cannot estimate a recursive CTE, pick a scan of every item ever stored.
+    input: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     # The request parameters echoed back on the object (temperature, tools, text, ...).
     params: Mapped[dict[str, Any]] = mapped_column(JSONType)
     output: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.auth import ProjectDep
-from app.db import SessionDep, SessionMakerDep
+from app.db import EngineDep, SessionDep
 from app.errors import InvalidRequest
 from app.kit.http import json_response
 from app.responses import service
@@ -17,24 +17,24 @@ router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
 @router.post("")
 async def create_response(
-    body: CreateResponseRequest, request: Request, maker: SessionMakerDep, project_id: ProjectDep
+    body: CreateResponseRequest, request: Request, engine: EngineDep, project_id: ProjectDep
 ) -> Response:
     """Create a model response; stored (store=true, the default) it can be fetched and continued
     with previous_response_id."""
-    result = await service.create_response(maker, request.app.state.providers, project_id, body)
+    result = await service.create_response(engine, request.app.state.providers, project_id, body)
     return json_response(result)
 
 
 @router.get("/{response_id}")
 async def retrieve_response(
-    response_id: str, session: SessionDep, project_id: ProjectDep, stream: bool = False
+    response_id: str, engine: EngineDep, project_id: ProjectDep, stream: bool = False
 ) -> Response:
     """Retrieve a stored response by id."""
     if stream:
         raise InvalidRequest(
             "Streaming is not available yet.", param="stream", code="unsupported_value"
         )
-    return json_response(await service.get_response(session, project_id, response_id))
+    return json_response(await service.get_response(engine, project_id, response_id))
 
 
 @router.delete("/{response_id}")
@@ -50,8 +50,8 @@ async def delete_response(
 async def list_input_items(
     response_id: str,
     query: Annotated[ListQuery, Query()],
-    session: SessionDep,
+    engine: EngineDep,
     project_id: ProjectDep,
 ) -> Response:
     """The input items of a stored response, newest first by default."""
-    return json_response(await service.list_input_items(session, project_id, response_id, query))
+    return json_response(await service.list_input_items(engine, project_id, response_id, query))

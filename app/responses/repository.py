@@ -1,21 +1,93 @@
 """All SQL for responses. Every query is scoped by project_id."""
 
-from collections.abc import Sequence
+import sqlite3
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Table, delete, exists, insert, literal, select, update
+import asyncpg
+from sqlalchemy import (
+    JSON,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
+from app.kit.driver import Db, DriverStatement
 from app.kit.ids import now_seconds
-from app.models import ResponseItemRow, ResponseRow
+from app.models import ResponseRow
 
 responses = cast(Table, ResponseRow.__table__)
-items = cast(Table, ResponseItemRow.__table__)
 
-# The columns the API shows; deleted_at only filters.
-VISIBLE = [c for c in responses.c if c.name != "deleted_at"]
+# What the Response object shows: not the input (input_items has it), not deleted_at (a filter).
+VISIBLE = [c for c in responses.c if c.name not in ("input", "deleted_at")]
+JSON_COLUMNS = tuple(c.name for c in responses.c if isinstance(c.type, JSON))
+
+GET = DriverStatement(
+    select(*VISIBLE).where(
+        responses.c.id == bindparam("response_id"),
+        responses.c.project_id == bindparam("project_id"),
+        responses.c.deleted_at.is_(None),
+    ),
+    JSON_COLUMNS,
+)
+
+GET_INPUT = DriverStatement(
+    select(responses.c.input).where(
+        responses.c.id == bindparam("response_id"),
+        responses.c.project_id == bindparam("project_id"),
+        responses.c.deleted_at.is_(None),
+    ),
+    JSON_COLUMNS,
+)
+
+CREATE = DriverStatement(
+    insert(responses).values({c.name: bindparam(c.name) for c in responses.c}), JSON_COLUMNS
+)
+
+
+def _chain_query() -> Select[Any]:
+    """Walk up previous_response_id from the head, one primary-key lookup per turn, carrying
+    each turn's input and output along; oldest turn first."""
+    r, parent = responses, responses.alias("parent")
+    project: BindParameter[str] = bindparam("project_id")
+    chain = (
+        select(
+            r.c.previous_response_id,
+            r.c.deleted_at,
+            r.c.input,
+            r.c.output,
+            literal(0).label("depth"),
+        )
+        .where(r.c.id == bindparam("response_id"), r.c.project_id == project)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(
+            parent.c.previous_response_id,
+            parent.c.deleted_at,
+            parent.c.input,
+            parent.c.output,
+            chain.c.depth + 1,
+        ).where(parent.c.id == chain.c.previous_response_id, parent.c.project_id == project)
+    )
+    return select(chain.c.depth, chain.c.deleted_at, chain.c.input, chain.c.output).order_by(
+        chain.c.depth.desc()
+    )
+
+
+CHAIN = DriverStatement(_chain_query(), ("input", "output"))
+
+
+class PreviousResponseGone(Exception):
+    """The parent was deleted for good between reading the thread and writing the new turn."""
 
 
 @dataclass(slots=True)
@@ -27,100 +99,44 @@ class Chain:
 
 
 class ResponsesRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """Works on a Session (a request's unit of work) or a bare connection (reads, create)."""
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
 
     @classmethod
-    def from_session(cls, session: AsyncSession) -> "ResponsesRepository":
-        return cls(session)
+    def from_session(cls, db: Db) -> "ResponsesRepository":
+        return cls(db)
 
-    async def create(self, row: dict[str, Any], input_items: Sequence[dict[str, Any]]) -> None:
-        await self.session.execute(insert(responses).values(row))
-        if input_items:
-            await self.session.execute(
-                insert(items),
-                [
-                    {"response_id": row["id"], "position": n, "item_id": it["id"], "item": it}
-                    for n, it in enumerate(input_items)
-                ],
-            )
+    async def create(self, row: dict[str, Any]) -> None:
+        """Insert a response; PreviousResponseGone if its parent is gone."""
+        try:
+            await CREATE.execute(self.db, **{"deleted_at": None, **row})
+        except (asyncpg.ForeignKeyViolationError, sqlite3.IntegrityError) as exc:
+            raise PreviousResponseGone from exc
 
-    async def get(self, project_id: str, response_id: str) -> RowMapping | None:
-        result = await self.session.execute(
-            select(*VISIBLE).where(
-                responses.c.id == response_id,
-                responses.c.project_id == project_id,
-                responses.c.deleted_at.is_(None),
-            )
-        )
-        return result.mappings().one_or_none()
+    async def get(self, project_id: str, response_id: str) -> dict[str, Any] | None:
+        rows = await GET.fetch(self.db, response_id=response_id, project_id=project_id)
+        return rows[0] if rows else None
+
+    async def get_input(self, project_id: str, response_id: str) -> list[dict[str, Any]] | None:
+        rows = await GET_INPUT.fetch(self.db, response_id=response_id, project_id=project_id)
+        return rows[0]["input"] if rows else None
 
     async def chain(self, project_id: str, response_id: str) -> Chain:
         """Every input and output item up the previous_response_id chain, oldest turn first.
 
-        ONE query whatever the depth: a recursive CTE walks up the chain, then each turn's input
-        items (response_items) and output items (responses.output) are read in one UNION.
-        Tombstoned ancestors still contribute: deleting a turn must not cut it out of the
-        context of later turns. Only the head itself must be visible.
+        ONE query whatever the depth. Tombstoned ancestors still contribute: deleting a turn
+        must not cut it out of the context of later turns. Only the head must be visible.
         """
-        r, parent = responses, responses.alias("parent")
-        chain = (
-            select(r.c.id, r.c.previous_response_id, r.c.deleted_at, literal(0).label("depth"))
-            .where(r.c.id == response_id, r.c.project_id == project_id)
-            .cte("chain", recursive=True)
-        )
-        chain = chain.union_all(
-            select(
-                parent.c.id, parent.c.previous_response_id, parent.c.deleted_at, chain.c.depth + 1
-            ).where(parent.c.id == chain.c.previous_response_id, parent.c.project_id == project_id)
-        )
-        outputs = select(
-            chain.c.depth,
-            literal(1).label("k"),
-            literal(0).label("pos"),
-            r.c.output.label("payload"),
-            chain.c.deleted_at,
-        ).join_from(chain, r, r.c.id == chain.c.id)
-        inputs = select(
-            chain.c.depth, literal(0), items.c.position, items.c.item, chain.c.deleted_at
-        ).join_from(chain, items, items.c.response_id == chain.c.id)
-        union = outputs.union_all(inputs).subquery()
-        rows = (
-            await self.session.execute(
-                select(union).order_by(union.c.depth.desc(), union.c.k, union.c.pos)
-            )
-        ).all()
-        head = [row for row in rows if row.depth == 0]
-        if not head or head[0].deleted_at is not None:
+        rows = await CHAIN.fetch(self.db, response_id=response_id, project_id=project_id)
+        if not rows or rows[-1]["deleted_at"] is not None:  # rows[-1] is the head (depth 0)
             return Chain(found=False, items=[])
         out: list[dict[str, Any]] = []
         for row in rows:
-            if row.k == 1:
-                out.extend(row.payload or [])
-            else:
-                out.append(row.payload)
+            out += row["input"]
+            out += row["output"]
         return Chain(found=True, items=out)
-
-    async def input_items(
-        self, response_id: str, *, after: str | None, limit: int, order: str
-    ) -> list[dict[str, Any]]:
-        """One page (+1 row to tell has_more) of a response's input items; `after` is an item id.
-
-        The caller has checked the response is visible in its project.
-        """
-        query = select(items.c.item).where(items.c.response_id == response_id)
-        if after is not None:
-            cursor = (
-                select(items.c.position)
-                .where(items.c.response_id == response_id, items.c.item_id == after)
-                .scalar_subquery()
-            )
-            query = query.where(
-                items.c.position < cursor if order == "desc" else items.c.position > cursor
-            )
-        position = items.c.position.desc() if order == "desc" else items.c.position.asc()
-        result = await self.session.execute(query.order_by(position).limit(limit + 1))
-        return [row[0] for row in result.all()]
 
     async def delete(self, project_id: str, response_id: str) -> bool:
         """Delete a response; False if there was none to delete.
@@ -129,7 +145,7 @@ class ResponsesRepository:
         items kept for the descendants' context). A leaf is removed for real, and so is every
         tombstoned ancestor that no longer has anything hanging from it.
         """
-        found = await self.session.execute(
+        found = await self.db.execute(
             select(responses.c.previous_response_id).where(
                 responses.c.id == response_id,
                 responses.c.project_id == project_id,
@@ -140,7 +156,7 @@ class ResponsesRepository:
         if row is None:
             return False
         if not await self._remove_if_leaf(response_id, tombstoned_only=False):
-            await self.session.execute(
+            await self.db.execute(
                 update(responses)
                 .where(responses.c.id == response_id)
                 .values(deleted_at=now_seconds())
@@ -149,7 +165,7 @@ class ResponsesRepository:
         parent = row.previous_response_id
         while parent is not None:
             parent_row = (
-                await self.session.execute(
+                await self.db.execute(
                     select(responses.c.previous_response_id).where(responses.c.id == parent)
                 )
             ).one_or_none()
@@ -166,8 +182,8 @@ class ResponsesRepository:
         try:
             # A savepoint, so that a child committed in between (the FK says RESTRICT) turns
             # this into a tombstone instead of failing the request.
-            async with self.session.begin_nested():
-                result = await self.session.execute(stmt)
+            async with self.db.begin_nested():
+                result = await self.db.execute(stmt)
         except IntegrityError:
             return False
         return bool(getattr(result, "rowcount", 0))

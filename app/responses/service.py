@@ -2,14 +2,13 @@
 
 create() does not use the request's transaction: a model call can take minutes, and holding a
 pooled connection (or, on SQLite, a transaction) for that long would starve every other request.
-It reads the thread in one short transaction, calls the model with no connection held, and writes
-the finished response in a second short one.
+It reads the thread on one short connection, calls the model with no connection held, and writes
+the finished response in one short transaction. Reads use a bare connection, not a Session.
 """
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRateLimited
 from app.kit.http import page
@@ -18,7 +17,7 @@ from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
 from app.responses.items import normalize_input
 from app.responses.render import render_response
-from app.responses.repository import ResponsesRepository
+from app.responses.repository import PreviousResponseGone, ResponsesRepository
 from app.responses.schemas import CreateResponseRequest, ListQuery
 from app.responses.translate import chat_payload, check_reasoning, check_text, map_usage, to_output
 
@@ -111,7 +110,7 @@ def _api_error(failure: UpstreamFailure, response_id: str | None) -> Exception:
 
 
 async def create_response(
-    maker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
     providers: Providers,
     project_id: str,
     req: CreateResponseRequest,
@@ -123,8 +122,8 @@ async def create_response(
 
     history: list[dict[str, Any]] = []
     if req.previous_response_id is not None:
-        async with maker() as session:
-            chain = await ResponsesRepository.from_session(session).chain(
+        async with engine.connect() as conn:
+            chain = await ResponsesRepository.from_session(conn).chain(
                 project_id, req.previous_response_id
             )
         if not chain.found:
@@ -140,6 +139,7 @@ async def create_response(
         "completed_at": None,
         "previous_response_id": req.previous_response_id,
         "instructions": req.instructions,
+        "input": new_items,
         "params": params,
         "error": None,
         "incomplete_details": None,
@@ -162,20 +162,20 @@ async def create_response(
 
     if req.store:
         try:
-            async with maker() as session, session.begin():
-                await ResponsesRepository.from_session(session).create(row, new_items)
-        except IntegrityError as exc:
+            async with engine.begin() as conn:
+                await ResponsesRepository.from_session(conn).create(row)
+        except PreviousResponseGone as exc:
             # The parent was deleted for good while the model was answering.
-            if req.previous_response_id is None:
-                raise
+            assert req.previous_response_id is not None
             raise previous_not_found(req.previous_response_id) from exc
     if failure is not None:
         raise _api_error(failure, row["id"] if req.store else None)
     return render_response(row)
 
 
-async def get_response(session: AsyncSession, project_id: str, response_id: str) -> dict[str, Any]:
-    row = await ResponsesRepository.from_session(session).get(project_id, response_id)
+async def get_response(engine: AsyncEngine, project_id: str, response_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = await ResponsesRepository.from_session(conn).get(project_id, response_id)
     if row is None:
         raise not_found(response_id)
     return render_response(row)
@@ -187,12 +187,16 @@ async def delete_response(session: AsyncSession, project_id: str, response_id: s
 
 
 async def list_input_items(
-    session: AsyncSession, project_id: str, response_id: str, query: ListQuery
+    engine: AsyncEngine, project_id: str, response_id: str, query: ListQuery
 ) -> dict[str, Any]:
-    repo = ResponsesRepository.from_session(session)
-    if await repo.get(project_id, response_id) is None:
+    async with engine.connect() as conn:
+        items = await ResponsesRepository.from_session(conn).get_input(project_id, response_id)
+    if items is None:
         raise not_found(response_id)
-    rows = await repo.input_items(
-        response_id, after=query.after, limit=query.limit, order=query.order
-    )
-    return page(rows, query.limit)
+    if query.order == "desc":
+        items = items[::-1]
+    if query.after is not None:
+        # An unknown cursor is past the end: an empty page, as for any exhausted cursor.
+        ids = [item["id"] for item in items]
+        items = items[ids.index(query.after) + 1 :] if query.after in ids else []
+    return page(items[: query.limit + 1], query.limit)

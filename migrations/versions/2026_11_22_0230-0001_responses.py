@@ -1,4 +1,4 @@
-"""responses and their input items
+"""responses
 
 Revision ID: 0001
 Revises:
@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.BigInteger(), nullable=True),
         sa.Column("previous_response_id", sa.String(64), nullable=True),
         sa.Column("instructions", JSONType, nullable=True),
+        sa.Column("input", JSONType, nullable=False),
         sa.Column("params", JSONType, nullable=False),
         sa.Column("output", JSONType, nullable=False),
         sa.Column("usage", JSONType, nullable=True),
@@ -58,24 +59,8 @@ def upgrade() -> None:
             postgresql_ops={"metadata": "jsonb_path_ops"},
         )
 
-    op.create_table(
-        "response_items",
-        sa.Column("response_id", sa.String(64), nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("item_id", sa.String(64), nullable=False),
-        sa.Column("item", JSONType, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["response_id"],
-            ["responses.id"],
-            name=op.f("fk_response_items_response_id_responses"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("response_id", "position", name=op.f("pk_response_items")),
-    )
-
 
 def downgrade() -> None:
-    op.drop_table("response_items")
     if op.get_bind().dialect.name == "postgresql":
         op.drop_index("ix_responses_metadata_gin", table_name="responses")
     op.drop_index("ix_responses_previous_response_id", table_name="responses")

@@ -1,0 +1,104 @@
+"""Closed-loop load generation shared by the bench scripts.
+
+`concurrency` workers each send their next request as soon as the previous one answers (the
+way a pool of busy clients behaves), first for a warm-up that is not measured (connections
+open, caches fill), then for the measured window. Only requests *started* inside the window
+count, so the numbers do not depend on how the warm-up ended.
+"""
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# One request: returns (HTTP status, body); raising counts as an error too.
+Call = Callable[[], Awaitable[tuple[int, bytes]]]
+
+
+@dataclasses.dataclass(slots=True)
+class Result:
+    name: str
+    requests: int  # measured requests, errors included
+    errors: int  # non-2xx answers and transport failures
+    seconds: float  # from the start of the window until the last measured request answered
+    latencies_ms: list[float]  # of the successful requests, sorted
+    first_error: str | None = None
+
+    @property
+    def rps(self) -> float:
+        """Successful requests per second (a fast-failing server must not look fast)."""
+        return len(self.latencies_ms) / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        return self.latencies_ms[min(len(self.latencies_ms) - 1, int(q * len(self.latencies_ms)))]
+
+    @property
+    def p50(self) -> float:
+        return self.percentile(0.50)
+
+    @property
+    def p99(self) -> float:
+        return self.percentile(0.99)
+
+
+async def run_load(
+    name: str, call: Call, *, concurrency: int, seconds: float, warmup: float
+) -> Result:
+    measure_from = time.perf_counter() + warmup
+    stop_at = measure_from + seconds
+    result = Result(name=name, requests=0, errors=0, seconds=0.0, latencies_ms=[])
+
+    async def worker() -> None:
+        while (started := time.perf_counter()) < stop_at:
+            detail: str | None = None
+            try:
+                status, body = await call()
+                if not 200 <= status < 300:
+                    detail = f"HTTP {status}: {body[:1000].decode(errors='replace')}"
+            except Exception as exc:  # a benchmark counts failures, it does not stop on them
+                detail = f"{type(exc).__name__}: {exc}"
+            if started < measure_from:
+                continue
+            result.requests += 1
+            if detail is None:
+                result.latencies_ms.append((time.perf_counter() - started) * 1000)
+            else:
+                result.errors += 1
+                result.first_error = result.first_error or detail
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - measure_from
+    result.latencies_ms.sort()
+    return result
+
+
+def table(results: list[Result]) -> str:
+    width = max([len("scenario"), *(len(r.name) for r in results)])
+    row = "{:<" + str(width) + "}  {:>9}  {:>9}  {:>8}  {:>8}  {:>7}"
+    lines = [row.format("scenario", "requests", "req/s", "p50 ms", "p99 ms", "errors")]
+    for r in results:
+        rps, p50, p99 = f"{r.rps:.1f}", f"{r.p50:.2f}", f"{r.p99:.2f}"
+        lines.append(row.format(r.name, r.requests, rps, p50, p99, r.errors))
+    return "\n".join(lines)
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop when it is installed: the load generator must not be the limit."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def uvloop_in_use() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
