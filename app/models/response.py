@@ -24,11 +24,15 @@ class ResponseRow(Base):
         String(64), ForeignKey("responses.id", ondelete="RESTRICT")
     )
     instructions: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    # This turn's input items, normalised, each with its id. Kept on the row (not in a table of
-    # items) so that rebuilding a thread is a walk of primary-key lookups that carries each
-    # turn's input and output along: a join to an items table let PostgreSQL's planner, which
-    # cannot estimate a recursive CTE, pick a scan of every item ever stored.
+    # This turn's input items, normalised, each with its id (input_items serves them).
     input: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    # This turn's input and output as chat-completions messages: what a later turn replays.
+    # Derived from input and output when the turn is stored, because replaying is the hot path:
+    # at depth 200, decoding the full items and converting them again on every request cost
+    # more than the rest of the request. Kept on the row (not in a table of items) so that a
+    # thread is rebuilt by a walk of primary-key lookups; a join to an items table let
+    # PostgreSQL's planner, which cannot estimate a recursive CTE, scan every item ever stored.
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     # The request parameters echoed back on the object (temperature, tools, text, ...).
     params: Mapped[dict[str, Any]] = mapped_column(JSONType)
     output: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)

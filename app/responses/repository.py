@@ -5,10 +5,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
+import orjson
 from sqlalchemy import (
     JSON,
     Select,
     Table,
+    Text,
     bindparam,
     delete,
     exists,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import cast as cast_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
@@ -26,8 +29,9 @@ from app.models import ResponseRow
 
 responses = cast(Table, ResponseRow.__table__)
 
-# What the Response object shows: not the input (input_items has it), not deleted_at (a filter).
-VISIBLE = [c for c in responses.c if c.name not in ("input", "deleted_at")]
+# What the Response object shows: not the input (input_items has it), not the replay form, not
+# deleted_at (a filter).
+VISIBLE = [c for c in responses.c if c.name not in ("input", "messages", "deleted_at")]
 JSON_COLUMNS = tuple(c.name for c in responses.c if isinstance(c.type, JSON))
 
 GET = DriverStatement(
@@ -55,15 +59,17 @@ CREATE = DriverStatement(
 
 def _chain_query() -> Select[Any]:
     """Walk up previous_response_id from the head, one primary-key lookup per turn, carrying
-    each turn's input and output along; oldest turn first."""
+    each turn's replay messages along; oldest turn first.
+
+    The messages come back as text: decoding them with orjson beats the driver's JSON codec.
+    """
     r, parent = responses, responses.alias("parent")
     project: BindParameter[str] = bindparam("project_id")
     chain = (
         select(
             r.c.previous_response_id,
             r.c.deleted_at,
-            r.c.input,
-            r.c.output,
+            cast_(r.c.messages, Text).label("messages"),
             literal(0).label("depth"),
         )
         .where(r.c.id == bindparam("response_id"), r.c.project_id == project)
@@ -73,17 +79,16 @@ def _chain_query() -> Select[Any]:
         select(
             parent.c.previous_response_id,
             parent.c.deleted_at,
-            parent.c.input,
-            parent.c.output,
+            cast_(parent.c.messages, Text),
             chain.c.depth + 1,
         ).where(parent.c.id == chain.c.previous_response_id, parent.c.project_id == project)
     )
-    return select(chain.c.depth, chain.c.deleted_at, chain.c.input, chain.c.output).order_by(
+    return select(chain.c.depth, chain.c.deleted_at, chain.c.messages).order_by(
         chain.c.depth.desc()
     )
 
 
-CHAIN = DriverStatement(_chain_query(), ("input", "output"))
+CHAIN = DriverStatement(_chain_query())  # messages arrive as JSON text on every dialect
 
 
 class PreviousResponseGone(Exception):
@@ -92,10 +97,11 @@ class PreviousResponseGone(Exception):
 
 @dataclass(slots=True)
 class Chain:
-    """A thread up to and including one response: every item, in the order the model sees it."""
+    """A thread up to and including one response: its messages, in the order the model sees
+    them (instructions excluded: they are never carried over)."""
 
     found: bool
-    items: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
 
 
 class ResponsesRepository:
@@ -124,19 +130,18 @@ class ResponsesRepository:
         return rows[0]["input"] if rows else None
 
     async def chain(self, project_id: str, response_id: str) -> Chain:
-        """Every input and output item up the previous_response_id chain, oldest turn first.
+        """Every turn's messages up the previous_response_id chain, oldest turn first.
 
         ONE query whatever the depth. Tombstoned ancestors still contribute: deleting a turn
         must not cut it out of the context of later turns. Only the head must be visible.
         """
         rows = await CHAIN.fetch(self.db, response_id=response_id, project_id=project_id)
         if not rows or rows[-1]["deleted_at"] is not None:  # rows[-1] is the head (depth 0)
-            return Chain(found=False, items=[])
+            return Chain(found=False, messages=[])
         out: list[dict[str, Any]] = []
         for row in rows:
-            out += row["input"]
-            out += row["output"]
-        return Chain(found=True, items=out)
+            out += orjson.loads(row["messages"])
+        return Chain(found=True, messages=out)
 
     async def delete(self, project_id: str, response_id: str) -> bool:
         """Delete a response; False if there was none to delete.

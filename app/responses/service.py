@@ -19,7 +19,14 @@ from app.responses.items import normalize_input
 from app.responses.render import render_response
 from app.responses.repository import PreviousResponseGone, ResponsesRepository
 from app.responses.schemas import CreateResponseRequest, ListQuery
-from app.responses.translate import chat_payload, check_reasoning, check_text, map_usage, to_output
+from app.responses.translate import (
+    chat_messages,
+    chat_payload,
+    check_reasoning,
+    check_text,
+    map_usage,
+    to_output,
+)
 
 # Response.error.code for each way the model call can fail (codes the SDK knows).
 FAILURE_CODES = {
@@ -128,7 +135,7 @@ async def create_response(
             )
         if not chain.found:
             raise previous_not_found(req.previous_response_id)
-        history = chain.items
+        history = chain.messages
 
     row: dict[str, Any] = {
         "id": new_id("resp"),
@@ -140,6 +147,7 @@ async def create_response(
         "previous_response_id": req.previous_response_id,
         "instructions": req.instructions,
         "input": new_items,
+        "messages": [],
         "params": params,
         "error": None,
         "incomplete_details": None,
@@ -147,7 +155,8 @@ async def create_response(
         "output": [],
         "metadata": req.metadata or {},
     }
-    payload = chat_payload(req, history, new_items, params, providers.max_tokens_param)
+    new_messages = chat_messages(new_items)
+    payload = chat_payload(req, history, new_messages, params, providers.max_tokens_param)
     failure: UpstreamFailure | None = None
     try:
         result = await provider.complete(payload)
@@ -161,6 +170,7 @@ async def create_response(
         row["completed_at"] = now_seconds()
 
     if req.store:
+        row["messages"] = new_messages + chat_messages(row["output"])
         try:
             async with engine.begin() as conn:
                 await ResponsesRepository.from_session(conn).create(row)

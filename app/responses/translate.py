@@ -68,22 +68,22 @@ def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items as chat messages, dropping those the model need not see."""
+    return [m for m in map(to_chat_message, items) if m is not None]
+
+
 def chat_payload(
     req: CreateResponseRequest,
     history: list[dict[str, Any]],
-    new_items: list[dict[str, Any]],
+    new_messages: list[dict[str, Any]],
     params: dict[str, Any],
     max_tokens_param: str,
 ) -> dict[str, Any]:
-    """The chat-completions request: instructions (this request's only), then the thread."""
-    messages: list[dict[str, Any]] = []
-    if req.instructions:
-        messages.append({"role": "system", "content": req.instructions})
-    for item in (*history, *new_items):
-        message = to_chat_message(item)
-        if message is not None:
-            messages.append(message)
-    payload: dict[str, Any] = {"model": req.model, "messages": messages}
+    """The chat-completions request: instructions (this request's only), the thread's messages,
+    then this turn's."""
+    system = [{"role": "system", "content": req.instructions}] if req.instructions else []
+    payload: dict[str, Any] = {"model": req.model, "messages": [*system, *history, *new_messages]}
     for key in ("temperature", "top_p", "user"):
         if getattr(req, key) is not None:
             payload[key] = getattr(req, key)

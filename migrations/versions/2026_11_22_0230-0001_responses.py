@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("previous_response_id", sa.String(64), nullable=True),
         sa.Column("instructions", JSONType, nullable=True),
         sa.Column("input", JSONType, nullable=False),
+        sa.Column("messages", JSONType, nullable=False),
         sa.Column("params", JSONType, nullable=False),
         sa.Column("output", JSONType, nullable=False),
         sa.Column("usage", JSONType, nullable=True),
