@@ -48,6 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--retrieve-ids", type=int, default=200, help="ids the retrieve cycles")
     parser.add_argument("--depth", type=int, default=200, help="length of the turn chain")
     parser.add_argument("--only", default=None, help="comma-separated scenario names (or prefixes)")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="base URL of bench/minimal_handler.py: adds a 'minimal handler create' scenario, the "
+        "reference point the create target was set from",
+    )
     args = parser.parse_args(argv)
     args.api = args.api.rstrip("/")
     args.upstream = args.upstream.rstrip("/").removesuffix("/v1")
@@ -133,6 +139,12 @@ class Bench:
         async def create() -> Call:
             return self.create(input="hello there")
 
+        async def reference() -> Call:
+            if not args.reference:
+                raise SetupError("no --reference given")
+            body = {"model": args.model, "input": "hello there"}
+            return self.post(f"{args.reference}/v1/responses", body, JSON_HEADERS)
+
         async def retrieve() -> Call:
             print(f"  setup: creating {args.retrieve_ids} responses to retrieve", flush=True)
             return self.retrieve_cycling(await self.created_ids(args.retrieve_ids))
@@ -146,6 +158,7 @@ class Bench:
         return {
             "upstream direct": upstream,
             "create (store=true)": create,
+            "minimal handler create": reference,
             "retrieve": retrieve,
             "turn at depth 1": lambda: turn(at_end=False),
             f"turn at depth {args.depth}": lambda: turn(at_end=True),
@@ -167,6 +180,12 @@ def report(results: dict[str, Result], depth: int) -> None:
             f"create / upstream direct req/s: {ratio:.2f}",
             f">= {CREATE_VS_UPSTREAM_MIN:.2f}",
             ratio >= CREATE_VS_UPSTREAM_MIN,
+        )
+    reference = results.get("minimal handler create")
+    if upstream and create and reference and upstream.rps > 0 and reference.rps > 0:
+        print(
+            f"minimal handler / upstream direct req/s: {reference.rps / upstream.rps:.2f}; "
+            f"Tether create / minimal handler: {create.rps / reference.rps:.2f}"
         )
     if retrieve := results.get("retrieve"):
         check(
@@ -191,7 +210,8 @@ async def main(args: argparse.Namespace) -> int:
         bench = Bench(session, args)
         scenarios = bench.scenarios()
         results: dict[str, Result] = {}
-        for name in select(list(scenarios), args.only):
+        names = [n for n in scenarios if args.reference or n != "minimal handler create"]
+        for name in select(names, args.only):
             print(f"{name}: {args.warmup:g}s warm-up + {args.seconds:g}s", flush=True)
             try:
                 call = await scenarios[name]()

@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("previous_response_id", sa.String(64), nullable=True),
         sa.Column("instructions", JSONType, nullable=True),
         sa.Column("input", JSONType, nullable=False),
-        sa.Column("messages", JSONType, nullable=False),
+        sa.Column("messages", sa.JSON(), nullable=False),  # json, not jsonb: read whole, as text
         sa.Column("params", JSONType, nullable=False),
         sa.Column("output", JSONType, nullable=False),
         sa.Column("usage", JSONType, nullable=True),

@@ -85,6 +85,19 @@ def message_text(content: Any) -> str:
     return ""
 
 
+def _word_usage(messages: list[dict[str, Any]], content: str | None) -> dict[str, Any]:
+    """Tokens counted as words: deterministic, so tests can assert the replayed prompt grows."""
+    prompt = sum(len(message_text(m.get("content")).split()) for m in messages)
+    completion = len((content or "").split())
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
 def _pieces(text: str, chunks: int | None) -> list[str]:
     if not text:
         return []
@@ -332,15 +345,7 @@ class _Answer:
             {"id": call_id, "type": "function", "function": dict(call)}
             for call_id, call in zip(call_ids, knobs.tool_calls or [], strict=True)
         ]
-        prompt = sum(len(message_text(m.get("content")).split()) for m in messages)
-        completion = len((content or "").split())
-        usage = {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        }
+        usage = knobs.usage if knobs.usage is not None else _word_usage(messages, content)
         return cls(
             id=completion_id,
             model=str(body.get("model", "")),
@@ -349,7 +354,7 @@ class _Answer:
             reasoning_content=knobs.reasoning_content,
             tool_calls=tool_calls,
             finish_reason=knobs.finish_reason or ("tool_calls" if tool_calls else "stop"),
-            usage=knobs.usage if knobs.usage is not None else usage,
+            usage=usage,
         )
 
     def completion(self) -> dict[str, Any]:
@@ -410,8 +415,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max-recorded", type=int, default=1000, help="request bodies kept for /_fake/requests"
     )
+    parser.add_argument(
+        "--fixed-usage",
+        action="store_true",
+        help="answer a constant usage instead of counting words, so that a long prompt costs the "
+        "fake no more CPU than a short one (a real server does that work on its GPU)",
+    )
     args = parser.parse_args(argv)
     defaults: dict[str, Any] = {"delay": args.delay, "chunk_delay": args.chunk_delay}
+    if args.fixed_usage:
+        defaults["usage"] = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
     if args.chunks is not None:
         defaults["chunks"] = args.chunks
     fake = FakeUpstream(default_knobs=defaults, max_recorded=args.max_recorded)
