@@ -15,9 +15,11 @@ class Settings(BaseSettings):
     # Written the way users write it; app.db picks the async driver.
     database_url: str = "sqlite:///./tether.db"
     # Sized for the concurrency one process serves: connections opened past the pool size are
-    # closed again on return, and reconnecting on every request cost half the throughput.
-    db_pool_size: int = Field(default=32, ge=1)
-    db_max_overflow: int = Field(default=32, ge=0)
+    # closed again on return, and reconnecting on every request cost half the throughput at
+    # concurrency 16 with a pool of 10. Mind PostgreSQL's max_connections (100 by default)
+    # across API replicas and workers.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
     # How long a SQLite writer waits for the lock before the error surfaces.
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
 
@@ -33,6 +35,22 @@ class Settings(BaseSettings):
     # `max_tokens` is what vLLM, Ollama, llama.cpp and SGLang all accept; OpenAI's reasoning
     # models want `max_completion_tokens`.
     upstream_max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+
+    # Background jobs (DESIGN §6). A worker renews its lease every lease/3 seconds; the sweeper
+    # re-runs a job whose lease ran out (its worker is presumed dead) up to job_max_attempts.
+    celery_queue: str = "tether"
+    worker_concurrency: int = Field(default=500, ge=1, description="jobs in flight per process")
+    job_lease_seconds: float = Field(default=15.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_sweep_interval: float = Field(default=2.0, gt=0)
+    # A queued row not picked up this long after it was handed to the queue is handed again.
+    job_requeue_after: float = Field(default=10.0, gt=0)
+    # How often a worker asks the database whether its running jobs were cancelled.
+    job_cancel_poll: float = Field(default=0.5, gt=0)
+    # Transient upstream failures (unreachable, timeout, 429, 5xx) retried this many times,
+    # waiting job_retry_backoff * 2**n seconds before the nth retry.
+    job_upstream_retries: int = Field(default=3, ge=0)
+    job_retry_backoff: float = Field(default=0.5, ge=0)
 
     # One project until API keys arrive; every stored row carries it.
     default_project_id: str = DEFAULT_PROJECT_ID

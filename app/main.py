@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.background.runtime import JobRuntime
 from app.catalog.endpoints import router as catalog_router
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
+from app.jobs import CeleryEnqueuer, celery_client
 from app.kit.request_id import RequestIdMiddleware
 from app.providers.registry import Providers
 from app.responses.endpoints import router as responses_router
@@ -37,10 +39,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.providers = Providers(settings)
+        runtime: JobRuntime | None = None
+        if settings.redis_url:
+            app.state.enqueuer = CeleryEnqueuer(celery_client(settings))
+        else:
+            # Embedded mode: this process runs the background jobs and is their queue.
+            runtime = JobRuntime(app.state.engine, app.state.providers, settings)
+            app.state.enqueuer = runtime
+            runtime.start()
         tune_gc()
         try:
             yield
         finally:
+            if runtime is not None:
+                await runtime.stop()
             await app.state.providers.close()
             await app.state.engine.dispose()
 

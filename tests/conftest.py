@@ -25,6 +25,8 @@ from tests.harness import (
 
 # Short, so the slow-upstream test finishes quickly; no other fake answer comes near it.
 UPSTREAM_TIMEOUT = 2.0
+# The suite runs many servers and workers against one PostgreSQL (max_connections 100).
+SMALL_POOL = {"db_pool_size": 4, "db_max_overflow": 4}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -68,6 +70,7 @@ def settings(database_url: str, fake_upstream: FakeUpstream) -> Settings:
         upstream_base_url=f"{fake_upstream.url}/v1",
         upstream_api_key="sk-upstream-test",
         upstream_timeout=UPSTREAM_TIMEOUT,
+        **SMALL_POOL,
     )
 
 

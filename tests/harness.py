@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
+import openai
 import uvicorn
 from fastapi import FastAPI
+from openai.types.responses import Response
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -149,3 +151,23 @@ def query(database_url: str, sql: str, **params: object) -> list[tuple[object, .
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+TERMINAL = ("completed", "failed", "incomplete", "cancelled")
+
+
+def poll_status(
+    client: openai.OpenAI,
+    response_id: str,
+    until: tuple[str, ...] = TERMINAL,
+    timeout: float = 20.0,
+) -> Response:
+    """Retrieve until the status is one of `until` (a poll with a deadline, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.responses.retrieve(response_id)
+        if response.status in until:
+            return response
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{response_id} still {response.status} after {timeout}s")
+        time.sleep(0.02)

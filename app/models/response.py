@@ -1,6 +1,6 @@
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONType
@@ -46,8 +46,35 @@ class ResponseRow(Base):
     # API, but its items keep feeding the descendants' context.
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)
 
+    # Background jobs (app/background). `attempts` counts claims; a worker's final write names
+    # the attempt it claimed, so a worker presumed dead can never overwrite a re-run.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A running job's worker pushes this forward; past it, the sweeper presumes the worker dead.
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    # When the job was last handed to the queue; a queued row older than that was lost.
+    enqueued_at: Mapped[float | None] = mapped_column(Float)
+    # Idempotency-Key of the create, and a hash of its body (the same key with another body
+    # is a 400). Unique per project.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
     __table_args__ = (
         Index("ix_responses_project_id_id", "project_id", "id"),
         Index("ix_responses_previous_response_id", "previous_response_id"),
+        Index(
+            "ix_responses_project_id_idempotency_key",
+            "project_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # The sweeper's scans: only unfinished rows are in it, so it stays small.
+        Index(
+            "ix_responses_unfinished",
+            "status",
+            postgresql_where=text("status IN ('queued', 'in_progress')"),
+            sqlite_where=text("status IN ('queued', 'in_progress')"),
+        ),
     )
     # The GIN index on metadata exists on PostgreSQL only; the migration creates it.

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from app.auth import ProjectDep
@@ -17,11 +17,19 @@ router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
 @router.post("")
 async def create_response(
-    body: CreateResponseRequest, request: Request, engine: EngineDep, project_id: ProjectDep
+    body: CreateResponseRequest,
+    request: Request,
+    engine: EngineDep,
+    project_id: ProjectDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
     """Create a model response; stored (store=true, the default) it can be fetched and continued
-    with previous_response_id."""
-    result = await service.create_response(engine, request.app.state.providers, project_id, body)
+    with previous_response_id. With background=true it returns at once, `queued`. A retried
+    create with the same Idempotency-Key returns the first result."""
+    state = request.app.state
+    result = await service.create_response(
+        engine, state.providers, state.enqueuer, project_id, body, idempotency_key
+    )
     return json_response(result)
 
 
@@ -35,6 +43,13 @@ async def retrieve_response(
             "Streaming is not available yet.", param="stream", code="unsupported_value"
         )
     return json_response(await service.get_response(engine, project_id, response_id))
+
+
+@router.post("/{response_id}/cancel")
+async def cancel_response(response_id: str, engine: EngineDep, project_id: ProjectDep) -> Response:
+    """Cancel a background response. Cancelling again, or a finished response, returns it as
+    it is."""
+    return json_response(await service.cancel_response(engine, project_id, response_id))
 
 
 @router.delete("/{response_id}")

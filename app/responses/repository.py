@@ -30,8 +30,21 @@ from app.models import ResponseRow
 responses = cast(Table, ResponseRow.__table__)
 
 # What the Response object shows: not the input (input_items has it), not the replay form, not
-# deleted_at (a filter).
-VISIBLE = [c for c in responses.c if c.name not in ("input", "messages", "deleted_at")]
+# the job and bookkeeping columns.
+HIDDEN = {
+    "input",
+    "messages",
+    "deleted_at",
+    "attempts",
+    "lease_expires_at",
+    "enqueued_at",
+    "idempotency_key",
+    "request_hash",
+}
+VISIBLE = [c for c in responses.c if c.name not in HIDDEN]
+# What a new row holds unless the caller says otherwise.
+ROW_DEFAULTS: dict[str, Any] = dict.fromkeys(HIDDEN - {"input", "messages"})
+ROW_DEFAULTS["attempts"] = 0
 JSON_COLUMNS = tuple(c.name for c in responses.c if isinstance(c.type, JSON))
 
 GET = DriverStatement(
@@ -48,6 +61,14 @@ GET_INPUT = DriverStatement(
         responses.c.id == bindparam("response_id"),
         responses.c.project_id == bindparam("project_id"),
         responses.c.deleted_at.is_(None),
+    ),
+    JSON_COLUMNS,
+)
+
+BY_KEY = DriverStatement(
+    select(*VISIBLE, responses.c.request_hash).where(
+        responses.c.project_id == bindparam("project_id"),
+        responses.c.idempotency_key == bindparam("key"),
     ),
     JSON_COLUMNS,
 )
@@ -69,6 +90,7 @@ def _chain_query() -> Select[Any]:
         select(
             r.c.previous_response_id,
             r.c.deleted_at,
+            r.c.status,
             cast_(r.c.messages, Text).label("messages"),
             literal(0).label("depth"),
         )
@@ -79,11 +101,12 @@ def _chain_query() -> Select[Any]:
         select(
             parent.c.previous_response_id,
             parent.c.deleted_at,
+            parent.c.status,
             cast_(parent.c.messages, Text),
             chain.c.depth + 1,
         ).where(parent.c.id == chain.c.previous_response_id, parent.c.project_id == project)
     )
-    return select(chain.c.depth, chain.c.deleted_at, chain.c.messages).order_by(
+    return select(chain.c.depth, chain.c.deleted_at, chain.c.status, chain.c.messages).order_by(
         chain.c.depth.desc()
     )
 
@@ -95,6 +118,17 @@ class PreviousResponseGone(Exception):
     """The parent was deleted for good between reading the thread and writing the new turn."""
 
 
+class DuplicateKey(Exception):
+    """Another create with the same Idempotency-Key was stored first."""
+
+
+def _integrity_error(exc: Exception) -> Exception:
+    """The constraint a failed insert broke, as our exception."""
+    if isinstance(exc, asyncpg.UniqueViolationError) or "UNIQUE" in str(exc):
+        return DuplicateKey()
+    return PreviousResponseGone()
+
+
 @dataclass(slots=True)
 class Chain:
     """A thread up to and including one response: its messages, in the order the model sees
@@ -102,6 +136,7 @@ class Chain:
 
     found: bool
     messages: list[dict[str, Any]]
+    status: str | None = None  # the head's
 
 
 class ResponsesRepository:
@@ -115,33 +150,42 @@ class ResponsesRepository:
         return cls(db)
 
     async def create(self, row: dict[str, Any]) -> None:
-        """Insert a response; PreviousResponseGone if its parent is gone."""
+        """Insert a response: PreviousResponseGone if its parent is gone, DuplicateKey if its
+        Idempotency-Key was used first by another."""
         try:
-            await CREATE.execute(self.db, **{"deleted_at": None, **row})
-        except (asyncpg.ForeignKeyViolationError, sqlite3.IntegrityError) as exc:
-            raise PreviousResponseGone from exc
+            await CREATE.execute(self.db, **{**ROW_DEFAULTS, **row})
+        except (asyncpg.IntegrityConstraintViolationError, sqlite3.IntegrityError) as exc:
+            raise _integrity_error(exc) from exc
 
     async def get(self, project_id: str, response_id: str) -> dict[str, Any] | None:
         rows = await GET.fetch(self.db, response_id=response_id, project_id=project_id)
+        return rows[0] if rows else None
+
+    async def get_by_idempotency_key(self, project_id: str, key: str) -> dict[str, Any] | None:
+        rows = await BY_KEY.fetch(self.db, project_id=project_id, key=key)
         return rows[0] if rows else None
 
     async def get_input(self, project_id: str, response_id: str) -> list[dict[str, Any]] | None:
         rows = await GET_INPUT.fetch(self.db, response_id=response_id, project_id=project_id)
         return rows[0]["input"] if rows else None
 
-    async def chain(self, project_id: str, response_id: str) -> Chain:
+    async def chain(
+        self, project_id: str, response_id: str, *, head_may_be_deleted: bool = False
+    ) -> Chain:
         """Every turn's messages up the previous_response_id chain, oldest turn first.
 
         ONE query whatever the depth. Tombstoned ancestors still contribute: deleting a turn
-        must not cut it out of the context of later turns. Only the head must be visible.
+        must not cut it out of the context of later turns. The head must be visible, unless
+        the caller is a job accepted while it was (`head_may_be_deleted`).
         """
         rows = await CHAIN.fetch(self.db, response_id=response_id, project_id=project_id)
-        if not rows or rows[-1]["deleted_at"] is not None:  # rows[-1] is the head (depth 0)
+        head = rows[-1] if rows else None  # depth 0 sorts last
+        if head is None or (head["deleted_at"] is not None and not head_may_be_deleted):
             return Chain(found=False, messages=[])
         out: list[dict[str, Any]] = []
         for row in rows:
             out += orjson.loads(row["messages"])
-        return Chain(found=True, messages=out)
+        return Chain(found=True, messages=out, status=head["status"])
 
     async def delete(self, project_id: str, response_id: str) -> bool:
         """Delete a response; False if there was none to delete.

@@ -1,41 +1,39 @@
 """The rules of responses: what a create may ask for, how a thread is continued, what is kept.
 
-create() does not use the request's transaction: a model call can take minutes, and holding a
+create() does not use a request-wide transaction: a model call can take minutes, and holding a
 pooled connection (or, on SQLite, a transaction) for that long would starve every other request.
 It reads the thread on one short connection, calls the model with no connection held, and writes
-the finished response in one short transaction. Reads use a bare connection, not a Session.
+the response in one short transaction. A background create writes the row `queued`, commits,
+and only then hands the id to the queue (DESIGN §6.1). Reads use a bare connection.
 """
 
+import hashlib
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.background.repository import JobsRepository
 from app.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRateLimited
+from app.jobs import Enqueuer
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
 from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
 from app.responses.items import normalize_input
 from app.responses.render import render_response
-from app.responses.repository import PreviousResponseGone, ResponsesRepository
+from app.responses.repository import DuplicateKey, PreviousResponseGone, ResponsesRepository
 from app.responses.schemas import CreateResponseRequest, ListQuery
 from app.responses.translate import (
     chat_messages,
     chat_payload,
     check_reasoning,
     check_text,
-    map_usage,
-    to_output,
+    completed_values,
+    failed_values,
 )
 
-# Response.error.code for each way the model call can fail (codes the SDK knows).
-FAILURE_CODES = {
-    "client": "invalid_prompt",
-    "rate_limited": "rate_limit_exceeded",
-    "server": "server_error",
-    "timeout": "server_error",
-    "unreachable": "server_error",
-}
+IN_FLIGHT = ("queued", "in_progress")
 
 
 def not_found(response_id: str) -> NotFound:
@@ -55,7 +53,7 @@ def _unsupported(param: str, message: str) -> InvalidRequest:
 
 
 def check_request(req: CreateResponseRequest) -> dict[str, Any]:
-    """Reject what we cannot honour; return the parameters echoed on the Response object."""
+    """Reject what we cannot honour; return the parameters kept with the response."""
     if req.input is None:
         raise InvalidRequest(
             "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
@@ -64,8 +62,6 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
         raise InvalidRequest(
             "Background responses require store=true.", param="background", code="invalid_value"
         )
-    if req.background:
-        raise _unsupported("background", "Background responses are not available yet.")
     if req.stream:
         raise _unsupported("stream", "Streaming is not available yet.")
     if req.conversation is not None:
@@ -87,9 +83,8 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
         "max_output_tokens": req.max_output_tokens,
         "max_tool_calls": req.max_tool_calls,
         "parallel_tool_calls": req.parallel_tool_calls,
-        # OpenAI echoes the effective sampling defaults.
-        "temperature": 1.0 if req.temperature is None else req.temperature,
-        "top_p": 1.0 if req.top_p is None else req.top_p,
+        "temperature": req.temperature,
+        "top_p": req.top_p,
         "top_logprobs": req.top_logprobs,
         "text": check_text(req.text),
         "reasoning": check_reasoning(req.reasoning),
@@ -116,83 +111,163 @@ def _api_error(failure: UpstreamFailure, response_id: str | None) -> Exception:
     return error
 
 
+def request_hash(req: CreateResponseRequest) -> str:
+    body = req.model_dump(exclude_unset=True)
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def _replay(
+    engine: AsyncEngine, project_id: str, key: str, req_hash: str
+) -> dict[str, Any] | None:
+    """The response an earlier create with this Idempotency-Key made, if any."""
+    async with engine.connect() as conn:
+        row = await ResponsesRepository(conn).get_by_idempotency_key(project_id, key)
+    if row is None:
+        return None
+    if row["request_hash"] != req_hash:
+        raise InvalidRequest(
+            "Keys for idempotent requests can only be used with the same parameters they were "
+            "first used with. Try using a key other than the one used in the original request.",
+            code="idempotency_key_reused",
+        )
+    return render_response(row)
+
+
 async def create_response(
     engine: AsyncEngine,
     providers: Providers,
+    enqueuer: Enqueuer,
     project_id: str,
     req: CreateResponseRequest,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     params = check_request(req)
     provider = providers.for_model(req.model)
     assert req.input is not None
     new_items = normalize_input(req.input)
+    key = idempotency_key if req.store else None
+    req_hash = request_hash(req) if key else None
+    if key and req_hash and (earlier := await _replay(engine, project_id, key, req_hash)):
+        return earlier
 
     history: list[dict[str, Any]] = []
     if req.previous_response_id is not None:
         async with engine.connect() as conn:
-            chain = await ResponsesRepository.from_session(conn).chain(
-                project_id, req.previous_response_id
-            )
+            chain = await ResponsesRepository(conn).chain(project_id, req.previous_response_id)
         if not chain.found:
             raise previous_not_found(req.previous_response_id)
+        if chain.status in IN_FLIGHT:
+            raise InvalidRequest(
+                f"Previous response with id '{req.previous_response_id}' is still "
+                f"{chain.status}; continue it once it has finished.",
+                param="previous_response_id",
+                code="previous_response_in_progress",
+            )
         history = chain.messages
 
+    new_messages = chat_messages(new_items)
     row: dict[str, Any] = {
         "id": new_id("resp"),
         "project_id": project_id,
+        "status": "queued",
         "model": req.model,
-        "background": False,
+        "background": req.background,
         "created_at": now_seconds(),
         "completed_at": None,
         "previous_response_id": req.previous_response_id,
         "instructions": req.instructions,
         "input": new_items,
-        "messages": [],
+        "messages": new_messages,
         "params": params,
         "error": None,
         "incomplete_details": None,
         "usage": None,
         "output": [],
         "metadata": req.metadata or {},
+        "idempotency_key": key,
+        "request_hash": req_hash,
     }
-    new_messages = chat_messages(new_items)
-    payload = chat_payload(req, history, new_messages, params, providers.max_tokens_param)
+    if req.background:
+        row["enqueued_at"] = now_seconds()
+        if stored := await _store(engine, row, req, key, req_hash):
+            return stored
+        # After the commit: a worker must find the row. Should this fail, the row is queued
+        # all the same and the sweeper hands it to the queue again.
+        await enqueuer.enqueue([row["id"]])
+        return render_response(row)
+
+    payload = chat_payload(
+        req.model, req.instructions, params, history, new_messages, providers.max_tokens_param
+    )
     failure: UpstreamFailure | None = None
     try:
-        result = await provider.complete(payload)
+        row.update(completed_values(await provider.complete(payload), new_messages))
     except UpstreamFailure as exc:
         failure = exc
-        row["status"] = "failed"
-        row["error"] = {"code": FAILURE_CODES[exc.kind], "message": exc.message}
-    else:
-        row["status"], row["incomplete_details"], row["output"] = to_output(result)
-        row["usage"] = map_usage(result.usage)
-        row["completed_at"] = now_seconds()
-
-    if req.store:
-        row["messages"] = new_messages + chat_messages(row["output"])
-        try:
-            async with engine.begin() as conn:
-                await ResponsesRepository.from_session(conn).create(row)
-        except PreviousResponseGone as exc:
-            # The parent was deleted for good while the model was answering.
-            assert req.previous_response_id is not None
-            raise previous_not_found(req.previous_response_id) from exc
+        row.update(failed_values(exc))
+    if req.store and (stored := await _store(engine, row, req, key, req_hash)):
+        return stored
     if failure is not None:
         raise _api_error(failure, row["id"] if req.store else None)
     return render_response(row)
 
 
+async def _store(
+    engine: AsyncEngine,
+    row: dict[str, Any],
+    req: CreateResponseRequest,
+    key: str | None,
+    req_hash: str | None,
+) -> dict[str, Any] | None:
+    """Insert the row. Returns the earlier response instead if a concurrent create with the
+    same Idempotency-Key won the race."""
+    try:
+        async with engine.begin() as conn:
+            await ResponsesRepository(conn).create(row)
+    except PreviousResponseGone as exc:
+        # The parent was deleted for good while the model was answering.
+        assert req.previous_response_id is not None
+        raise previous_not_found(req.previous_response_id) from exc
+    except DuplicateKey:
+        if key is None or req_hash is None:
+            raise
+        return await _replay(engine, row["project_id"], key, req_hash)
+    return None
+
+
 async def get_response(engine: AsyncEngine, project_id: str, response_id: str) -> dict[str, Any]:
     async with engine.connect() as conn:
-        row = await ResponsesRepository.from_session(conn).get(project_id, response_id)
+        row = await ResponsesRepository(conn).get(project_id, response_id)
     if row is None:
         raise not_found(response_id)
     return render_response(row)
 
 
+async def cancel_response(engine: AsyncEngine, project_id: str, response_id: str) -> dict[str, Any]:
+    """Cancel a background response. Idempotent; a finished one is returned as it finished.
+
+    The worker running it sees the status change within a poll interval and stops its call.
+    """
+    async with engine.begin() as conn:
+        repo = ResponsesRepository(conn)
+        row = await repo.get(project_id, response_id)
+        if row is None:
+            raise not_found(response_id)
+        if not row["background"]:
+            raise InvalidRequest(
+                "Only responses created with background=true can be cancelled.",
+                param="response_id",
+                code="invalid_value",
+            )
+        if row["status"] in IN_FLIGHT:
+            await JobsRepository(conn).cancel(project_id, response_id)
+            row = await repo.get(project_id, response_id)
+            assert row is not None
+    return render_response(row)
+
+
 async def delete_response(session: AsyncSession, project_id: str, response_id: str) -> None:
-    if not await ResponsesRepository.from_session(session).delete(project_id, response_id):
+    if not await ResponsesRepository(session).delete(project_id, response_id):
         raise not_found(response_id)
 
 
@@ -200,7 +275,7 @@ async def list_input_items(
     engine: AsyncEngine, project_id: str, response_id: str, query: ListQuery
 ) -> dict[str, Any]:
     async with engine.connect() as conn:
-        items = await ResponsesRepository.from_session(conn).get_input(project_id, response_id)
+        items = await ResponsesRepository(conn).get_input(project_id, response_id)
     if items is None:
         raise not_found(response_id)
     if query.order == "desc":

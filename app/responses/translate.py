@@ -3,10 +3,9 @@
 from typing import Any
 
 from app.errors import InvalidRequest
-from app.kit.ids import new_id
-from app.providers.base import ChatResult
+from app.kit.ids import new_id, now_seconds
+from app.providers.base import ChatResult, UpstreamFailure
 from app.responses.items import to_chat_message
-from app.responses.schemas import CreateResponseRequest
 
 TEXT_FORMATS = ("text", "json_schema", "json_object")
 REASONING_EFFORTS = (None, "none", "minimal", "low", "medium", "high", "xhigh")
@@ -74,24 +73,25 @@ def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def chat_payload(
-    req: CreateResponseRequest,
+    model: str,
+    instructions: str | None,
+    params: dict[str, Any],
     history: list[dict[str, Any]],
     new_messages: list[dict[str, Any]],
-    params: dict[str, Any],
     max_tokens_param: str,
 ) -> dict[str, Any]:
     """The chat-completions request: instructions (this request's only), the thread's messages,
-    then this turn's."""
-    system = [{"role": "system", "content": req.instructions}] if req.instructions else []
-    payload: dict[str, Any] = {"model": req.model, "messages": [*system, *history, *new_messages]}
+    then this turn's. Built from the stored parameters, so a worker builds the same one."""
+    system = [{"role": "system", "content": instructions}] if instructions else []
+    payload: dict[str, Any] = {"model": model, "messages": [*system, *history, *new_messages]}
     for key in ("temperature", "top_p", "user"):
-        if getattr(req, key) is not None:
-            payload[key] = getattr(req, key)
-    if req.max_output_tokens is not None:
-        payload[max_tokens_param] = req.max_output_tokens
-    if req.top_logprobs:
+        if params.get(key) is not None:
+            payload[key] = params[key]
+    if params.get("max_output_tokens") is not None:
+        payload[max_tokens_param] = params["max_output_tokens"]
+    if params.get("top_logprobs"):
         payload["logprobs"] = True
-        payload["top_logprobs"] = req.top_logprobs
+        payload["top_logprobs"] = params["top_logprobs"]
     response_format = _response_format(params["text"])
     if response_format is not None:
         payload["response_format"] = response_format
@@ -115,6 +115,36 @@ def map_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
             "reasoning_tokens": int(completion_details.get("reasoning_tokens") or 0)
         },
         "total_tokens": int(usage.get("total_tokens") or prompt + completion),
+    }
+
+
+# Response.error.code for each way the model call can fail (codes the SDK knows).
+FAILURE_CODES = {
+    "client": "invalid_prompt",
+    "rate_limited": "rate_limit_exceeded",
+    "server": "server_error",
+    "timeout": "server_error",
+    "unreachable": "server_error",
+}
+
+
+def completed_values(result: ChatResult, input_messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row's new values once the model answered."""
+    status, incomplete, output = to_output(result)
+    return {
+        "status": status,
+        "incomplete_details": incomplete,
+        "output": output,
+        "usage": map_usage(result.usage),
+        "completed_at": now_seconds(),
+        "messages": input_messages + chat_messages(output),
+    }
+
+
+def failed_values(failure: UpstreamFailure) -> dict[str, Any]:
+    return {
+        "status": "failed",
+        "error": {"code": FAILURE_CODES[failure.kind], "message": failure.message},
     }
 
 

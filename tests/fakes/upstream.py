@@ -129,6 +129,8 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._scripts: dict[str, Knobs] = {}
         self._calls: dict[str, int] = {}
+        # Models of requests whose client hung up while the fake was still delaying them.
+        self._abandoned: list[str] = []
         # (model, body, headers); bounded when the fake serves long benchmark runs.
         self._recorded: deque[tuple[str, dict[str, Any], dict[str, str]]] = deque(
             maxlen=max_recorded
@@ -159,6 +161,11 @@ class FakeUpstream:
         with self._lock:
             return [body for m, body, _ in self._recorded if model is None or m == model]
 
+    def abandoned(self, model: str) -> int:
+        """How many requests for `model` the client closed before the fake had answered."""
+        with self._lock:
+            return self._abandoned.count(model)
+
     def request_headers(self, model: str | None = None) -> list[dict[str, str]]:
         """Headers (lower-cased names) of the same requests, in the same order."""
         with self._lock:
@@ -170,6 +177,7 @@ class FakeUpstream:
             self._scripts.clear()
             self._calls.clear()
             self._recorded.clear()
+            self._abandoned.clear()
             self._completion_ids = itertools.count(1)
             self._call_ids = itertools.count(1)
 
@@ -200,8 +208,10 @@ class FakeUpstream:
             completion_id = f"chatcmpl-fake-{next(self._completion_ids)}"
             call_ids = [f"call_{next(self._call_ids)}" for _ in knobs.tool_calls or []]
 
-        if knobs.delay:
-            await asyncio.sleep(knobs.delay)  # not time.sleep: slow requests must overlap
+        if knobs.delay and not await self._wait(request, knobs.delay):
+            with self._lock:
+                self._abandoned.append(model)
+            return web.Response(status=499)  # nobody is listening any more
         status = knobs.failure_status(nth)
         if status is not None:
             return _error(status, knobs.error_message)
@@ -226,6 +236,18 @@ class FakeUpstream:
         except ConnectionResetError:
             pass  # the client went away; nothing left to tell it
         return response
+
+    @staticmethod
+    async def _wait(request: web.Request, delay: float) -> bool:
+        """Sleep `delay` (never time.sleep: slow requests must overlap), watching the client;
+        False as soon as it hangs up, as a model server notices a closed connection."""
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return False
+        return True
 
     async def _models(self, request: web.Request) -> web.Response:
         with self._lock:

@@ -1,1 +1,1 @@
-"""Thin tasks: they take ids and call app services (none until background responses)."""
+"""Thin tasks: they take ids and call app services."""

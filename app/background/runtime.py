@@ -1,0 +1,147 @@
+"""Runs background jobs in one process's event loop, and looks after them.
+
+One supervisor loop serves every job in flight, so hundreds of jobs cost one query per tick, not
+one each: it asks which running jobs were cancelled (and stops their model calls), renews all
+leases in one UPDATE, and sweeps for jobs whose task or worker was lost (DESIGN §6.3).
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.background import job
+from app.background.repository import Claim, JobsRepository
+from app.config import Settings
+from app.providers.registry import Providers
+
+log = logging.getLogger(__name__)
+
+Requeue = Callable[[list[str]], Awaitable[None]]
+
+
+class JobRuntime:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        providers: Providers,
+        settings: Settings,
+        requeue: Requeue | None = None,
+    ) -> None:
+        self.engine = engine
+        self.providers = providers
+        self.settings = settings
+        # Where the sweeper sends jobs to run again: the Celery queue in a worker; in embedded
+        # mode, this process itself.
+        self.requeue = requeue or self.enqueue
+        self.running: dict[str, tuple[Claim, asyncio.Task[Any]]] = {}
+        self.revoked: set[str] = set()  # stopped on purpose: cancelled, or no longer ours
+        self.local: dict[str, asyncio.Task[None]] = {}  # embedded mode: started here
+        self.capacity = asyncio.Semaphore(settings.worker_concurrency)
+        self.supervisor: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.supervisor = asyncio.create_task(self._supervise(), name="tether-job-supervisor")
+
+    async def stop(self) -> None:
+        """Stop supervising; jobs still running are given back to the queue, not lost."""
+        if self.supervisor is not None:
+            self.supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.supervisor
+        tasks = [task for _, task in self.running.values()] + list(self.local.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run(self, response_id: str) -> None:
+        """Run one job to its end here; a no-op if it is not queued (a duplicate delivery)."""
+        claimed = await job.claim(self.engine, response_id, self.settings)
+        if claimed is None:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self.running[claimed.id] = (claimed, task)
+        try:
+            values = await job.execute(self.engine, self.providers, self.settings, claimed)
+        except asyncio.CancelledError:
+            if claimed.id in self.revoked:
+                return  # the database already says what happened; nothing to write
+            await asyncio.shield(job.release(self.engine, claimed))  # shutting down
+            raise
+        finally:
+            # Out of the supervisor's sight before the final write, so it cannot take the
+            # job's own finished status for a cancellation and interrupt the commit.
+            self.running.pop(claimed.id, None)
+            self.revoked.discard(claimed.id)
+        if not await job.finish(self.engine, claimed, values):
+            log.info("response %s was cancelled or re-run meanwhile; result dropped", claimed.id)
+
+    async def enqueue(self, ids: list[str]) -> None:
+        """Embedded mode's queue (app.jobs.Enqueuer): run the jobs here, within capacity."""
+        for response_id in ids:
+            if response_id not in self.local:
+                self.local[response_id] = asyncio.create_task(self._run_local(response_id))
+
+    async def _run_local(self, response_id: str) -> None:
+        try:
+            async with self.capacity:
+                await self.run(response_id)
+        except Exception:  # the lease runs out and the sweeper re-runs it
+            log.exception("response %s: job failed", response_id)
+        finally:
+            self.local.pop(response_id, None)
+
+    async def _supervise(self) -> None:
+        renew_every = self.settings.job_lease_seconds / 3
+        last_renew = last_sweep = 0.0
+        while True:
+            now = time.monotonic()
+            try:
+                await self._stop_revoked()
+                if now - last_renew >= renew_every:
+                    await self._renew_leases()
+                    last_renew = now
+                if now - last_sweep >= self.settings.job_sweep_interval:
+                    await self._sweep()
+                    last_sweep = now
+            except Exception:  # a database hiccup must not end supervision
+                log.exception("job supervisor pass failed")
+            await asyncio.sleep(self.settings.job_cancel_poll)
+
+    async def _stop_revoked(self) -> None:
+        if not self.running:
+            return
+        async with self.engine.connect() as conn:
+            gone = await JobsRepository(conn).cancelled_among(list(self.running))
+        for response_id in gone:
+            entry = self.running.get(response_id)
+            if entry is not None:
+                self.revoked.add(response_id)
+                entry[1].cancel()  # closes the upstream request
+
+    async def _renew_leases(self) -> None:
+        claims = [claim for claim, _ in self.running.values()]
+        if claims:
+            async with self.engine.begin() as conn:
+                await JobsRepository(conn).renew_leases(claims, self.settings.job_lease_seconds)
+
+    async def _sweep(self) -> None:
+        settings = self.settings
+        async with self.engine.begin() as conn:
+            repo = JobsRepository(conn)
+            again = await repo.requeue_expired(settings.job_max_attempts)
+            failed = await repo.fail_expired(settings.job_max_attempts)
+            lost = await repo.requeue_lost(settings.job_requeue_after)
+        if again:
+            log.warning("re-running %d responses whose worker was lost: %s", len(again), again)
+        if failed:
+            log.warning(
+                "failed %d responses whose worker was lost too often: %s", len(failed), failed
+            )
+        if again or lost:
+            await self.requeue(again + lost)

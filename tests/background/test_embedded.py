@@ -1,0 +1,51 @@
+"""Embedded mode (no REDIS_URL): the API process runs background jobs itself, with real cancel,
+and jobs accepted before a restart finish after it."""
+
+import openai
+import pytest
+
+from app.config import Settings
+from tests.background.conftest import JOB_SETTINGS
+from tests.conftest import sdk
+from tests.fakes.upstream import FakeUpstream
+from tests.harness import migrated_database, poll_status, running_server, wait_until
+
+
+def test_background_runs_to_completion(client: openai.OpenAI, model: str) -> None:
+    created = client.responses.create(model=model, input="embedded", background=True)
+    assert created.status == "queued"
+    finished = poll_status(client, created.id)
+    assert (finished.status, finished.output_text) == ("completed", "reply to: embedded")
+
+
+def test_cancel_stops_the_model_call(
+    client: openai.OpenAI, fake_upstream: FakeUpstream, model: str
+) -> None:
+    fake_upstream.script(model, delay=30.0)
+    created = client.responses.create(model=model, input="long", background=True)
+    poll_status(client, created.id, until=("in_progress",))
+    assert client.responses.cancel(created.id).status == "cancelled"
+    wait_until(
+        lambda: fake_upstream.abandoned(model) == 1,
+        timeout=5,
+        what="the upstream request to be closed",
+    )
+    assert client.responses.retrieve(created.id).status == "cancelled"
+
+
+def test_a_job_accepted_before_a_restart_finishes_after_it(
+    settings: Settings,
+    fake_upstream: FakeUpstream,
+    model: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    fake_upstream.script(model, delay=1.5)
+    with migrated_database("sqlite", str(tmp_path_factory.mktemp("restart"))) as url:
+        own = settings.model_copy(update={"database_url": url, **JOB_SETTINGS})
+        with running_server(own) as first, sdk(first.url) as client:
+            created = client.responses.create(model=model, input="survive", background=True)
+            poll_status(client, created.id, until=("in_progress",))
+        # The first process is gone mid-job; a new one on the same database takes over.
+        with running_server(own) as second, sdk(second.url) as client:
+            done = poll_status(client, created.id, timeout=30)
+    assert (done.status, done.output_text) == ("completed", "reply to: survive")
