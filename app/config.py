@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     job_upstream_retries: int = Field(default=3, ge=0)
     job_retry_backoff: float = Field(default=0.5, ge=0)
 
+    # How long a background response's stream events are kept for resuming (then a stream of
+    # a finished response is rebuilt from the stored response).
+    stream_retention_seconds: float = Field(default=86_400.0, gt=0)
+
     # One project until API keys arrive; every stored row carries it.
     default_project_id: str = DEFAULT_PROJECT_ID
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.background.eventlog import create_event_log
 from app.background.runtime import JobRuntime
 from app.catalog.endpoints import router as catalog_router
 from app.config import Settings, get_settings
@@ -39,12 +40,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.providers = Providers(settings)
+        app.state.event_log = create_event_log(
+            settings.redis_url, app.state.engine, settings.stream_retention_seconds
+        )
         runtime: JobRuntime | None = None
         if settings.redis_url:
             app.state.enqueuer = CeleryEnqueuer(celery_client(settings))
         else:
             # Embedded mode: this process runs the background jobs and is their queue.
-            runtime = JobRuntime(app.state.engine, app.state.providers, settings)
+            runtime = JobRuntime(
+                app.state.engine, app.state.providers, settings, app.state.event_log
+            )
             app.state.enqueuer = runtime
             runtime.start()
         tune_gc()
@@ -53,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runtime is not None:
                 await runtime.stop()
+            await app.state.event_log.close()
             await app.state.providers.close()
             await app.state.engine.dispose()
 

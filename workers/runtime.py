@@ -9,6 +9,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+from app.background.eventlog import create_event_log
 from app.background.runtime import JobRuntime
 from app.config import get_settings
 from app.db import create_engine
@@ -28,8 +29,11 @@ class WorkerRuntime:
         self.thread.start()
         self.engine = create_engine(settings)
         self.providers = Providers(settings)
+        self.log = create_event_log(
+            settings.redis_url, self.engine, settings.stream_retention_seconds
+        )
         self.jobs = JobRuntime(
-            self.engine, self.providers, settings, requeue=CeleryEnqueuer(celery).enqueue
+            self.engine, self.providers, settings, self.log, requeue=CeleryEnqueuer(celery).enqueue
         )
         self.call(self._start())
 
@@ -50,6 +54,7 @@ class WorkerRuntime:
 
     async def _stop(self) -> None:
         await self.jobs.stop()
+        await self.log.close()
         await self.providers.close()
         await self.engine.dispose()
 

@@ -6,14 +6,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.background.eventlog import EventLog
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
+from app.responses.events import TurnEvents
+from app.responses.render import render_response
 from app.responses.repository import ResponsesRepository
-from app.responses.translate import chat_payload, completed_values, failed_values
+from app.responses.translate import chat_payload
 
-log = logging.getLogger(__name__)
+log_ = logging.getLogger(__name__)
 
 
 async def claim(engine: AsyncEngine, response_id: str, settings: Settings) -> Claim | None:
@@ -22,9 +25,14 @@ async def claim(engine: AsyncEngine, response_id: str, settings: Settings) -> Cl
 
 
 async def execute(
-    engine: AsyncEngine, providers: Providers, settings: Settings, job: Claim
-) -> dict[str, Any]:
-    """Call the model for a claimed job; the row's new values, success or failure."""
+    engine: AsyncEngine, providers: Providers, settings: Settings, log: EventLog, job: Claim
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Stream the model's answer for a claimed job into the event log.
+
+    Returns the row's final values and the closing events, which the caller appends only once
+    its final compare-and-set succeeded: no stream ever says `completed` for a response the
+    database says was cancelled.
+    """
     history: list[dict[str, Any]] = []
     if job.previous_response_id is not None:
         async with engine.connect() as conn:
@@ -35,17 +43,24 @@ async def execute(
     payload = chat_payload(
         job.model, job.instructions, job.params, history, job.messages, providers.max_tokens_param
     )
+    # A re-run after a lost worker continues the numbering: a resuming client never sees a
+    # sequence number twice (it may see the lost attempt's partial output before this one's).
+    turn = TurnEvents(render_response(job.row), next_seq=await log.last_seq(job.id) + 1)
+    await log.append(job.id, [turn.lifecycle("response.in_progress", status="in_progress")])
     try:
         provider = providers.for_model(job.model)
     except Exception as exc:  # the model went away since the create: not worth retrying
-        return failed_values(UpstreamFailure("client", str(exc)))
+        return turn.fail(UpstreamFailure("client", str(exc)))
     for retry in range(settings.job_upstream_retries + 1):
         try:
-            return completed_values(await provider.complete(payload), job.messages)
+            async for delta in provider.stream(payload):
+                await log.append(job.id, turn.delta(delta))
+            return turn.finish(job.messages)
         except UpstreamFailure as failure:
-            if not failure.transient or retry == settings.job_upstream_retries:
-                return failed_values(failure)
-            log.info(
+            # Retried only while nothing was streamed: a client may already hold those deltas.
+            if not failure.transient or retry == settings.job_upstream_retries or turn.items:
+                return turn.fail(failure)
+            log_.info(
                 "response %s: transient upstream failure (%s), retrying", job.id, failure.message
             )
             await asyncio.sleep(settings.job_retry_backoff * 2**retry)

@@ -25,6 +25,7 @@ class Claim:
     previous_response_id: str | None
     params: dict[str, Any]
     messages: list[dict[str, Any]]
+    row: dict[str, Any]  # the whole row as claimed, to render the response in events
 
 
 class JobsRepository:
@@ -43,29 +44,22 @@ class JobsRepository:
                 attempts=r.attempts + 1,
                 lease_expires_at=time.time() + lease_seconds,
             )
-            .returning(
-                r.id,
-                r.project_id,
-                r.attempts,
-                r.model,
-                r.instructions,
-                r.previous_response_id,
-                r.params,
-                r.messages,
-            )
+            .returning(*responses.c)
         )
-        row = result.one_or_none()
-        if row is None:
+        found = result.mappings().one_or_none()
+        if found is None:
             return None
+        row = dict(found)
         return Claim(
-            id=row.id,
-            project_id=row.project_id,
-            attempt=row.attempts,
-            model=row.model,
-            instructions=row.instructions,
-            previous_response_id=row.previous_response_id,
-            params=row.params,
-            messages=row.messages,
+            id=row["id"],
+            project_id=row["project_id"],
+            attempt=row["attempts"],
+            model=row["model"],
+            instructions=row["instructions"],
+            previous_response_id=row["previous_response_id"],
+            params=row["params"],
+            messages=row["messages"],
+            row=row,
         )
 
     async def finish(self, claim: Claim, values: dict[str, Any]) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.background import job
+from app.background.eventlog import EventLog
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.providers.registry import Providers
@@ -30,9 +31,11 @@ class JobRuntime:
         engine: AsyncEngine,
         providers: Providers,
         settings: Settings,
+        log: EventLog,
         requeue: Requeue | None = None,
     ) -> None:
         self.engine = engine
+        self.log = log
         self.providers = providers
         self.settings = settings
         # Where the sweeper sends jobs to run again: the Celery queue in a worker; in embedded
@@ -67,7 +70,9 @@ class JobRuntime:
         assert task is not None
         self.running[claimed.id] = (claimed, task)
         try:
-            values = await job.execute(self.engine, self.providers, self.settings, claimed)
+            values, closing = await job.execute(
+                self.engine, self.providers, self.settings, self.log, claimed
+            )
         except asyncio.CancelledError:
             if claimed.id in self.revoked:
                 return  # the database already says what happened; nothing to write
@@ -78,7 +83,9 @@ class JobRuntime:
             # job's own finished status for a cancellation and interrupt the commit.
             self.running.pop(claimed.id, None)
             self.revoked.discard(claimed.id)
-        if not await job.finish(self.engine, claimed, values):
+        if await job.finish(self.engine, claimed, values):
+            await self.log.append(claimed.id, closing)
+        else:
             log.info("response %s was cancelled or re-run meanwhile; result dropped", claimed.id)
 
     async def enqueue(self, ids: list[str]) -> None:
@@ -137,6 +144,7 @@ class JobRuntime:
             again = await repo.requeue_expired(settings.job_max_attempts)
             failed = await repo.fail_expired(settings.job_max_attempts)
             lost = await repo.requeue_lost(settings.job_requeue_after)
+        await self.log.trim()
         if again:
             log.warning("re-running %d responses whose worker was lost: %s", len(again), again)
         if failed:

@@ -1,5 +1,6 @@
 """What the rest of the app knows about a model: a chat-completions payload in, a result out."""
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -29,8 +30,20 @@ class ChatResult:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class ChatDelta:
+    """One streamed chunk, reduced to what the Responses events need."""
+
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+
+
 class ModelProvider(Protocol):
     async def complete(self, payload: dict[str, Any]) -> ChatResult: ...
+
+    def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]: ...
 
     async def list_models(self) -> list[dict[str, Any]]: ...
 

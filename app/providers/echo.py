@@ -5,9 +5,11 @@ estimate also drives `max_output_tokens`, so the incomplete path can be seen wit
 """
 
 import math
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
-from app.providers.base import ChatResult
+from app.providers.base import ChatDelta, ChatResult
 
 ECHO_MODEL = "echo"
 
@@ -41,6 +43,13 @@ class EchoProvider:
             "total_tokens": prompt_tokens + completion_tokens,
         }
         return ChatResult(text=text, finish_reason=finish, usage=usage)
+
+    async def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]:
+        """The same answer, a word at a time."""
+        result = await self.complete(payload)
+        for piece in re.findall(r"\s*\S+\s*|\s+", result.text or ""):
+            yield ChatDelta(text=piece)
+        yield ChatDelta(finish_reason=result.finish_reason, usage=result.usage)
 
     async def list_models(self) -> list[dict[str, Any]]:
         return [{"id": ECHO_MODEL, "object": "model", "created": 0, "owned_by": "tether"}]

@@ -6,13 +6,14 @@ One pooled session per process, created inside the running loop.
 """
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 
 from app.config import Settings
-from app.providers.base import ChatResult, UpstreamFailure
+from app.providers.base import ChatDelta, ChatResult, UpstreamFailure
 
 
 def _error_message(body: bytes, status: int) -> str:
@@ -30,6 +31,26 @@ def _error_message(body: bytes, status: int) -> str:
             return str(data["detail"])
     text = body.decode("utf-8", "replace").strip()[:500]
     return text or f"upstream answered HTTP {status}"
+
+
+def _delta(data: bytes) -> ChatDelta:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFailure(
+            "server", "The model server streamed a chunk that is not JSON."
+        ) from exc
+    if isinstance(chunk, dict) and "error" in chunk:  # some servers report failures in-stream
+        err = chunk["error"]
+        message = err.get("message") if isinstance(err, dict) else str(err)
+        raise UpstreamFailure("server", str(message or "The model server failed mid-answer."))
+    out = ChatDelta(usage=chunk.get("usage"))
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        out.text += delta.get("content") or ""
+        out.reasoning += delta.get("reasoning_content") or delta.get("reasoning") or ""
+        out.finish_reason = choice.get("finish_reason") or out.finish_reason
+    return out
 
 
 def _classify(status: int) -> str:
@@ -60,6 +81,32 @@ class OpenAICompatibleProvider:
                 connector=connector, timeout=self._timeout, json_serialize=lambda o: o
             )
         return self._session
+
+    async def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]:
+        """The completion as it is generated: the upstream is streamed too, so the first delta
+        reaches our client as soon as the model produced it."""
+        body = orjson.dumps({**payload, "stream": True, "stream_options": {"include_usage": True}})
+        try:
+            async with self._http().post(
+                self._base + "/chat/completions", data=body, headers=self._headers
+            ) as resp:
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    kind = _classify(resp.status)
+                    raise UpstreamFailure(kind, _error_message(raw, resp.status), resp.status)  # type: ignore[arg-type]
+                async for line in resp.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        return
+                    yield _delta(data)
+        except TimeoutError as exc:
+            raise UpstreamFailure("timeout", "The model server did not answer in time.") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(
+                "unreachable", f"Lost the model server mid-answer: {exc.__class__.__name__}."
+            ) from exc
 
     async def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
         try:

@@ -131,11 +131,21 @@ FAILURE_CODES = {
 def completed_values(result: ChatResult, input_messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The row's new values once the model answered."""
     status, incomplete, output = to_output(result)
+    return finished_values(status, incomplete, output, result.usage, input_messages)
+
+
+def finished_values(
+    status: str,
+    incomplete: dict[str, Any] | None,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    input_messages: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "status": status,
         "incomplete_details": incomplete,
         "output": output,
-        "usage": map_usage(result.usage),
+        "usage": map_usage(usage),
         "completed_at": now_seconds(),
         "messages": input_messages + chat_messages(output),
     }
@@ -148,37 +158,39 @@ def failed_values(failure: UpstreamFailure) -> dict[str, Any]:
     }
 
 
+def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+
+
+def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "reasoning",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}],
+    }
+
+
+def finish_status(finish_reason: str | None) -> tuple[str, dict[str, Any] | None]:
+    """(status, incomplete_details) for an upstream finish_reason."""
+    if finish_reason == "length":
+        return "incomplete", {"reason": "max_output_tokens"}
+    if finish_reason == "content_filter":
+        return "incomplete", {"reason": "content_filter"}
+    return "completed", None
+
+
 def to_output(result: ChatResult) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:
     """(status, incomplete_details, output items) for a finished chat completion."""
-    status, incomplete = "completed", None
-    if result.finish_reason == "length":
-        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
-    elif result.finish_reason == "content_filter":
-        status, incomplete = "incomplete", {"reason": "content_filter"}
+    status, incomplete = finish_status(result.finish_reason)
     output: list[dict[str, Any]] = []
     if result.reasoning:
-        output.append(
-            {
-                "id": new_id("rs"),
-                "type": "reasoning",
-                "summary": [],
-                "content": [{"type": "reasoning_text", "text": result.reasoning}],
-            }
-        )
-    output.append(
-        {
-            "id": new_id("msg"),
-            "type": "message",
-            "status": status,
-            "role": "assistant",
-            "content": [
-                {
-                    "type": "output_text",
-                    "text": result.text or "",
-                    "annotations": [],
-                    "logprobs": [],
-                }
-            ],
-        }
-    )
+        output.append(reasoning_item(new_id("rs"), result.reasoning))
+    output.append(message_item(new_id("msg"), result.text or "", status))
     return status, incomplete, output

@@ -1,0 +1,156 @@
+"""The event log of background responses: what a worker streamed, kept so that a client can
+connect late, drop, and resume with starting_after (DESIGN §5, issue 4).
+
+With REDIS_URL: one Redis stream per response, whose entry ids are the sequence numbers (seq
+n is entry `n+1-0`), so "every event after n" is an exclusive XREAD and a duplicate append is
+refused by Redis itself; the key expires `stream_retention_seconds` after the last append.
+Embedded mode: the response_events table; readers in the writing process are woken at once,
+others poll.
+"""
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any, Protocol, cast
+
+import orjson
+from redis.asyncio import Redis
+from sqlalchemy import Table, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.models import ResponseEventRow
+
+events_table = cast(Table, ResponseEventRow.__table__)
+
+
+class EventLog(Protocol):
+    async def append(self, response_id: str, events: list[dict[str, Any]]) -> None: ...
+
+    async def read(self, response_id: str, after: int, block: float) -> list[dict[str, Any]]:
+        """Events with sequence_number > after, oldest first; waits up to `block` seconds for
+        the first one if there is none yet."""
+        ...
+
+    async def last_seq(self, response_id: str) -> int:
+        """The highest sequence number logged, -1 for none (never written, or expired)."""
+        ...
+
+    async def trim(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _key(response_id: str) -> str:
+    return f"tether:events:{response_id}"
+
+
+class RedisEventLog:
+    def __init__(self, redis_url: str, retention: float) -> None:
+        # Each waiting reader holds a connection for its XREAD BLOCK: no small pool cap.
+        self.redis = Redis.from_url(redis_url)
+        self.retention = int(retention)
+
+    async def append(self, response_id: str, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        key = _key(response_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(key, {"e": orjson.dumps(event)}, id=f"{event['sequence_number'] + 1}-0")
+            pipe.expire(key, self.retention)
+            await pipe.execute()
+
+    async def read(self, response_id: str, after: int, block: float) -> list[dict[str, Any]]:
+        ms = int(block * 1000)
+        found = await self.redis.xread(
+            {_key(response_id): f"{after + 1}-0"}, block=ms if ms > 0 else None
+        )
+        streams = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], found or [])
+        out: list[dict[str, Any]] = []
+        for _stream, entries in streams:
+            out += [orjson.loads(fields[b"e"]) for _id, fields in entries]
+        return out
+
+    async def last_seq(self, response_id: str) -> int:
+        last: Any = await self.redis.xrevrange(_key(response_id), count=1)
+        if not last:
+            return -1
+        return int(last[0][0].split(b"-")[0]) - 1
+
+    async def trim(self) -> None:
+        return None  # keys expire by themselves
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+class DbEventLog:
+    POLL = 0.05  # seconds, for readers in another process than the writer
+
+    def __init__(self, engine: AsyncEngine, retention: float) -> None:
+        self.engine = engine
+        self.retention = retention
+        self.appended: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    async def append(self, response_id: str, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        now = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(events_table),
+                [
+                    {
+                        "response_id": response_id,
+                        "sequence_number": e["sequence_number"],
+                        "event": e,
+                        "created_at": now,
+                    }
+                    for e in events
+                ],
+            )
+        waiting = self.appended.pop(response_id, None)
+        if waiting is not None:
+            waiting.set()
+
+    async def _fetch(self, response_id: str, after: int) -> list[dict[str, Any]]:
+        t = events_table.c
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(t.event)
+                .where(t.response_id == response_id, t.sequence_number > after)
+                .order_by(t.sequence_number)
+            )
+            return [row.event for row in result]
+
+    async def read(self, response_id: str, after: int, block: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + block
+        while True:
+            wake = self.appended[response_id]
+            events = await self._fetch(response_id, after)
+            left = deadline - time.monotonic()
+            if events or left <= 0:
+                return events
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=min(left, self.POLL * 20))
+            except TimeoutError:
+                pass
+
+    async def last_seq(self, response_id: str) -> int:
+        events = await self._fetch(response_id, -1)
+        return int(events[-1]["sequence_number"]) if events else -1
+
+    async def trim(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(events_table).where(events_table.c.created_at < time.time() - self.retention)
+            )
+
+    async def close(self) -> None:
+        return None
+
+
+def create_event_log(redis_url: str | None, engine: AsyncEngine, retention: float) -> EventLog:
+    if redis_url:
+        return RedisEventLog(redis_url, retention)
+    return DbEventLog(engine, retention)

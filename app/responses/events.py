@@ -1,0 +1,245 @@
+"""The Responses streaming events (DESIGN §5), numbered from a sequence_number on.
+
+TurnEvents turns the model's deltas into events and assembles the output as it goes, so the
+stored response is exactly what was streamed. replay_finished() rebuilds the events of a
+finished response from its row, for a stream whose event log has expired.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+from app.kit.ids import new_id
+from app.providers.base import ChatDelta, UpstreamFailure
+from app.responses.translate import (
+    failed_values,
+    finish_status,
+    finished_values,
+    message_item,
+    reasoning_item,
+)
+
+TERMINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete")
+
+
+class TurnEvents:
+    def __init__(self, response: dict[str, Any], next_seq: int = 0) -> None:
+        self.response = response  # the rendered Response object, updated as the turn goes
+        self.seq = next_seq
+        self.items: list[dict[str, Any]] = []  # output items, in stream order
+        self.open: dict[str, dict[str, Any]] = {}  # "reasoning" / "message" -> item
+        self.texts: dict[str, str] = {}
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        out = {"type": kind, "sequence_number": self.seq, **fields}
+        self.seq += 1
+        return out
+
+    def lifecycle(self, kind: str, **changes: Any) -> dict[str, Any]:
+        """response.created / queued / in_progress / completed ...: with the whole response."""
+        self.response = {**self.response, **changes}
+        return self.event(kind, response=self.response)
+
+    def delta(self, delta: ChatDelta) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if delta.reasoning:
+            out += self._piece("reasoning", delta.reasoning)
+        if delta.text:
+            out += self._piece("message", delta.text)
+        self.finish_reason = delta.finish_reason or self.finish_reason
+        self.usage = delta.usage or self.usage
+        return out
+
+    def _piece(self, kind: str, text: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        item = self.open.get(kind)
+        if item is None:
+            item = self._open(kind, out)
+        index = self.items.index(item)
+        self.texts[kind] += text
+        name = (
+            "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta"
+        )
+        extra: dict[str, Any] = {"logprobs": []} if kind == "message" else {}
+        out.append(
+            self.event(
+                name, item_id=item["id"], output_index=index, content_index=0, delta=text, **extra
+            )
+        )
+        return out
+
+    def _open(self, kind: str, out: list[dict[str, Any]]) -> dict[str, Any]:
+        if kind == "message":
+            item: dict[str, Any] = {
+                "id": new_id("msg"),
+                "type": "message",
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            }
+            part: dict[str, Any] = {
+                "type": "output_text",
+                "text": "",
+                "annotations": [],
+                "logprobs": [],
+            }
+        else:
+            item = {"id": new_id("rs"), "type": "reasoning", "summary": [], "content": []}
+            part = {"type": "reasoning_text", "text": ""}
+        self.items.append(item)
+        self.open[kind] = item
+        self.texts[kind] = ""
+        index = len(self.items) - 1
+        out.append(self.event("response.output_item.added", output_index=index, item=item))
+        out.append(
+            self.event(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=part,
+            )
+        )
+        return item
+
+    def _close(self, kind: str, status: str) -> list[dict[str, Any]]:
+        item = self.open.pop(kind)
+        index = self.items.index(item)
+        text = self.texts[kind]
+        if kind == "message":
+            done = message_item(item["id"], text, status)
+            out = [
+                self.event(
+                    "response.output_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=text,
+                    logprobs=[],
+                )
+            ]
+        else:
+            done = reasoning_item(item["id"], text)
+            out = [
+                self.event(
+                    "response.reasoning_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=text,
+                )
+            ]
+        self.items[index] = done
+        out.append(
+            self.event(
+                "response.content_part.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=done["content"][0],
+            )
+        )
+        out.append(self.event("response.output_item.done", output_index=index, item=done))
+        return out
+
+    def finish(
+        self, input_messages: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The row's final values and the closing events, once the model stopped."""
+        status, incomplete = finish_status(self.finish_reason)
+        out: list[dict[str, Any]] = []
+        if not any(item["type"] == "message" for item in self.items):
+            self._open("message", out)  # an empty answer still has its message
+        for kind in [k for k in ("reasoning", "message") if k in self.open]:
+            out += self._close(kind, status)
+        values = finished_values(status, incomplete, self.items, self.usage, input_messages)
+        return values, [*out, self._final(values)]
+
+    def _final(self, values: dict[str, Any]) -> dict[str, Any]:
+        kind = "response.incomplete" if values["status"] == "incomplete" else "response.completed"
+        return self.lifecycle(kind, **_shown(values))
+
+    def fail(self, failure: UpstreamFailure) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The model failed mid-answer: an `error` event, then response.failed."""
+        values = failed_values(failure)
+        error = values["error"]
+        out = [self.event("error", code=error["code"], message=error["message"], param=None)]
+        out.append(self.lifecycle("response.failed", **_shown(values)))
+        return values, out
+
+
+def _shown(values: dict[str, Any]) -> dict[str, Any]:
+    """Row values that also appear on the Response object."""
+    return {k: v for k, v in values.items() if k != "messages"}
+
+
+def replay_finished(response: dict[str, Any], background: bool) -> Iterator[dict[str, Any]]:
+    """The events of a finished response, rebuilt from what was stored (one delta per part)."""
+    start = {
+        **response,
+        "status": "queued" if background else "in_progress",
+        "output": [],
+        "usage": None,
+        "completed_at": None,
+        "error": None,
+        "incomplete_details": None,
+    }
+    turn = TurnEvents(start)
+    yield turn.lifecycle("response.created")
+    if background:
+        yield turn.lifecycle("response.queued")
+    yield turn.lifecycle("response.in_progress", status="in_progress")
+    for index, item in enumerate(response["output"]):
+        kind = "message" if item["type"] == "message" else "reasoning"
+        part = item["content"][0] if item.get("content") else {"type": "output_text", "text": ""}
+        opened = (
+            {**item, "content": [], "status": "in_progress"}
+            if kind == "message"
+            else {**item, "content": []}
+        )
+        yield turn.event("response.output_item.added", output_index=index, item=opened)
+        yield turn.event(
+            "response.content_part.added",
+            item_id=item["id"],
+            output_index=index,
+            content_index=0,
+            part={**part, "text": ""},
+        )
+        name = "output_text" if kind == "message" else "reasoning_text"
+        extra: dict[str, Any] = {"logprobs": []} if kind == "message" else {}
+        yield turn.event(
+            f"response.{name}.delta",
+            item_id=item["id"],
+            output_index=index,
+            content_index=0,
+            delta=part.get("text", ""),
+            **extra,
+        )
+        yield turn.event(
+            f"response.{name}.done",
+            item_id=item["id"],
+            output_index=index,
+            content_index=0,
+            text=part.get("text", ""),
+            **extra,
+        )
+        yield turn.event(
+            "response.content_part.done",
+            item_id=item["id"],
+            output_index=index,
+            content_index=0,
+            part=part,
+        )
+        yield turn.event("response.output_item.done", output_index=index, item=item)
+    if response["status"] == "failed":
+        error = response.get("error") or {}
+        yield turn.event(
+            "error", code=error.get("code"), message=error.get("message", ""), param=None
+        )
+    if response["status"] == "cancelled":
+        return  # no event says "cancelled": the stream simply ends, as a live one does
+    kind = {"failed": "response.failed", "incomplete": "response.incomplete"}.get(
+        response["status"], "response.completed"
+    )
+    yield turn.event(kind, response=response)
