@@ -153,6 +153,20 @@ def query(database_url: str, sql: str, **params: object) -> list[tuple[object, .
     return asyncio.run(run())
 
 
+def execute(database_url: str, sql: str, **params: object) -> None:
+    """Change the database behind the API's back (to simulate an expired log, say)."""
+
+    async def run() -> None:
+        engine = create_async_engine(async_url(database_url))
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(sql), params)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
 TERMINAL = ("completed", "failed", "incomplete", "cancelled")
 
 

@@ -1,18 +1,29 @@
 """/v1/responses: thin handlers (parse, who is asking, call the service, answer)."""
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from app.auth import ProjectDep
 from app.db import EngineDep, SessionDep
-from app.errors import InvalidRequest
 from app.kit.http import json_response
-from app.responses import service
+from app.responses import service, streaming
 from app.responses.schemas import CreateResponseRequest, ListQuery
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def event_stream(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        async for event in events:
+            yield streaming.sse(event)
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post("")
@@ -24,25 +35,42 @@ async def create_response(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
     """Create a model response; stored (store=true, the default) it can be fetched and continued
-    with previous_response_id. With background=true it returns at once, `queued`. A retried
-    create with the same Idempotency-Key returns the first result."""
+    with previous_response_id. With background=true it returns at once, `queued`; with
+    stream=true the answer comes as server-sent events. A retried create with the same
+    Idempotency-Key returns the first result."""
     state = request.app.state
-    result = await service.create_response(
-        engine, state.providers, state.enqueuer, project_id, body, idempotency_key
+    args = (
+        engine,
+        state.providers,
+        state.enqueuer,
+        state.event_log,
+        project_id,
+        body,
+        idempotency_key,
     )
-    return json_response(result)
+    if body.stream:
+        return event_stream(await service.create_stream(*args))
+    return json_response(await service.create_response(*args))
 
 
 @router.get("/{response_id}")
 async def retrieve_response(
-    response_id: str, engine: EngineDep, project_id: ProjectDep, stream: bool = False
+    response_id: str,
+    request: Request,
+    engine: EngineDep,
+    project_id: ProjectDep,
+    stream: bool = False,
+    starting_after: Annotated[int | None, Query(ge=-1)] = None,
 ) -> Response:
-    """Retrieve a stored response by id."""
-    if stream:
-        raise InvalidRequest(
-            "Streaming is not available yet.", param="stream", code="unsupported_value"
-        )
-    return json_response(await service.get_response(engine, project_id, response_id))
+    """Retrieve a stored response by id. With stream=true: its events after `starting_after`,
+    then live ones until it ends (a background response can be resumed this way)."""
+    response = await service.get_response(engine, project_id, response_id)
+    if not stream:
+        return json_response(response)
+    after = -1 if starting_after is None else starting_after
+    return event_stream(
+        streaming.follow(engine, request.app.state.event_log, project_id, response_id, after)
+    )
 
 
 @router.post("/{response_id}/cancel")

@@ -21,6 +21,12 @@ from app.responses.translate import (
 TERMINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete")
 
 
+def final_event_type(status: str) -> str:
+    return {"failed": "response.failed", "incomplete": "response.incomplete"}.get(
+        status, "response.completed"
+    )
+
+
 class TurnEvents:
     def __init__(self, response: dict[str, Any], next_seq: int = 0) -> None:
         self.response = response  # the rendered Response object, updated as the turn goes
@@ -156,9 +162,21 @@ class TurnEvents:
         values = finished_values(status, incomplete, self.items, self.usage, input_messages)
         return values, [*out, self._final(values)]
 
+    def abandon(self, input_messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """The row's values when the stream's client went away mid-answer: what was generated
+        so far, `incomplete` with reason `client_disconnected` (no events: nobody listens)."""
+        for kind in [k for k in ("reasoning", "message") if k in self.open]:
+            self._close(kind, "incomplete")
+        return finished_values(
+            "incomplete",
+            {"reason": "client_disconnected"},
+            self.items,
+            self.usage,
+            input_messages,
+        )
+
     def _final(self, values: dict[str, Any]) -> dict[str, Any]:
-        kind = "response.incomplete" if values["status"] == "incomplete" else "response.completed"
-        return self.lifecycle(kind, **_shown(values))
+        return self.lifecycle(final_event_type(values["status"]), **_shown(values))
 
     def fail(self, failure: UpstreamFailure) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The model failed mid-answer: an `error` event, then response.failed."""
@@ -239,7 +257,4 @@ def replay_finished(response: dict[str, Any], background: bool) -> Iterator[dict
         )
     if response["status"] == "cancelled":
         return  # no event says "cancelled": the stream simply ends, as a live one does
-    kind = {"failed": "response.failed", "incomplete": "response.incomplete"}.get(
-        response["status"], "response.completed"
-    )
-    yield turn.event(kind, response=response)
+    yield turn.event(final_event_type(response["status"]), response=response)

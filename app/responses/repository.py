@@ -161,6 +161,15 @@ class ResponsesRepository:
         rows = await GET.fetch(self.db, response_id=response_id, project_id=project_id)
         return rows[0] if rows else None
 
+    async def finish_in_progress(self, response_id: str, values: dict[str, Any]) -> bool:
+        """in_progress -> terminal, for a response streamed by the request that created it."""
+        result = await self.db.execute(
+            update(responses)
+            .where(responses.c.id == response_id, responses.c.status == "in_progress")
+            .values(**values)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
     async def get_by_idempotency_key(self, project_id: str, key: str) -> dict[str, Any] | None:
         rows = await BY_KEY.fetch(self.db, project_id=project_id, key=key)
         return rows[0] if rows else None

@@ -8,18 +8,24 @@ and only then hands the id to the queue (DESIGN §6.1). Reads use a bare connect
 """
 
 import hashlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.background.eventlog import EventLog
 from app.background.repository import JobsRepository
 from app.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRateLimited
 from app.jobs import Enqueuer
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
-from app.providers.base import UpstreamFailure
+from app.providers.base import ModelProvider, UpstreamFailure
 from app.providers.registry import Providers
+from app.responses import streaming
+from app.responses.events import TurnEvents
 from app.responses.items import normalize_input
 from app.responses.render import render_response
 from app.responses.repository import DuplicateKey, PreviousResponseGone, ResponsesRepository
@@ -32,6 +38,8 @@ from app.responses.translate import (
     completed_values,
     failed_values,
 )
+
+log = logging.getLogger(__name__)
 
 IN_FLIGHT = ("queued", "in_progress")
 
@@ -62,8 +70,6 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
         raise InvalidRequest(
             "Background responses require store=true.", param="background", code="invalid_value"
         )
-    if req.stream:
-        raise _unsupported("stream", "Streaming is not available yet.")
     if req.conversation is not None:
         raise _unsupported("conversation", "Conversations are not available yet.")
     if req.prompt is not None:
@@ -133,14 +139,25 @@ async def _replay(
     return render_response(row)
 
 
-async def create_response(
+@dataclass(slots=True)
+class Turn:
+    """A validated create, ready to run: its row (not yet stored) and the model call."""
+
+    row: dict[str, Any]
+    provider: ModelProvider
+    payload: dict[str, Any]
+    store: bool
+    background: bool
+
+
+async def prepare(
     engine: AsyncEngine,
     providers: Providers,
-    enqueuer: Enqueuer,
     project_id: str,
     req: CreateResponseRequest,
-    idempotency_key: str | None = None,
-) -> dict[str, Any]:
+    idempotency_key: str | None,
+) -> Turn | dict[str, Any]:
+    """Validate a create and read its thread; or the earlier response of a retried create."""
     params = check_request(req)
     provider = providers.for_model(req.model)
     assert req.input is not None
@@ -169,7 +186,7 @@ async def create_response(
     row: dict[str, Any] = {
         "id": new_id("resp"),
         "project_id": project_id,
-        "status": "queued",
+        "status": "queued" if req.background else "in_progress",
         "model": req.model,
         "background": req.background,
         "created_at": now_seconds(),
@@ -186,39 +203,87 @@ async def create_response(
         "metadata": req.metadata or {},
         "idempotency_key": key,
         "request_hash": req_hash,
+        "enqueued_at": now_seconds() if req.background else None,
     }
-    if req.background:
-        row["enqueued_at"] = now_seconds()
-        if stored := await _store(engine, row, req, key, req_hash):
-            return stored
-        # After the commit: a worker must find the row. Should this fail, the row is queued
-        # all the same and the sweeper hands it to the queue again.
-        await enqueuer.enqueue([row["id"]])
-        return render_response(row)
-
     payload = chat_payload(
         req.model, req.instructions, params, history, new_messages, providers.max_tokens_param
     )
+    return Turn(
+        row=row, provider=provider, payload=payload, store=req.store, background=req.background
+    )
+
+
+async def create_response(
+    engine: AsyncEngine,
+    providers: Providers,
+    enqueuer: Enqueuer,
+    events: EventLog,
+    project_id: str,
+    req: CreateResponseRequest,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    turn = await prepare(engine, providers, project_id, req, idempotency_key)
+    if not isinstance(turn, Turn):
+        return turn
+    row = turn.row
+    if turn.background:
+        return await _start_background(engine, enqueuer, events, turn) or render_response(row)
     failure: UpstreamFailure | None = None
     try:
-        row.update(completed_values(await provider.complete(payload), new_messages))
+        row.update(completed_values(await turn.provider.complete(turn.payload), row["messages"]))
     except UpstreamFailure as exc:
         failure = exc
         row.update(failed_values(exc))
-    if req.store and (stored := await _store(engine, row, req, key, req_hash)):
+    if turn.store and (stored := await _store(engine, row)):
         return stored
     if failure is not None:
-        raise _api_error(failure, row["id"] if req.store else None)
+        raise _api_error(failure, row["id"] if turn.store else None)
     return render_response(row)
 
 
-async def _store(
+async def create_stream(
     engine: AsyncEngine,
-    row: dict[str, Any],
+    providers: Providers,
+    enqueuer: Enqueuer,
+    events: EventLog,
+    project_id: str,
     req: CreateResponseRequest,
-    key: str | None,
-    req_hash: str | None,
+    idempotency_key: str | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """stream=true: validated and stored before the first event (errors are plain 400s), then
+    the events, live. A background one is followed through its event log."""
+    turn = await prepare(engine, providers, project_id, req, idempotency_key)
+    if not isinstance(turn, Turn):  # a retried create: follow the first one
+        return streaming.follow(engine, events, project_id, turn["id"], -1)
+    if turn.background:
+        await _start_background(engine, enqueuer, events, turn)
+        return streaming.follow(engine, events, project_id, turn.row["id"], -1)
+    if turn.store and (stored := await _store(engine, turn.row)):
+        return streaming.follow(engine, events, project_id, stored["id"], -1)
+    return streaming.synchronous(engine, turn.provider, turn.payload, turn.row, turn.store)
+
+
+async def _start_background(
+    engine: AsyncEngine, enqueuer: Enqueuer, events: EventLog, turn: Turn
 ) -> dict[str, Any] | None:
+    """Store the row queued, log its first events, then enqueue (DESIGN §6.1)."""
+    row = turn.row
+    if stored := await _store(engine, row):
+        return stored
+    opening = TurnEvents(render_response(row))
+    try:
+        await events.append(
+            row["id"], [opening.lifecycle("response.created"), opening.lifecycle("response.queued")]
+        )
+    except Exception:  # the job runs all the same; only its stream lacks the first events
+        log.exception("could not log the first events of %s", row["id"])
+    # After the commit: a worker must find the row. Should this fail, the row is queued all
+    # the same and the sweeper hands it to the queue again.
+    await enqueuer.enqueue([row["id"]])
+    return None
+
+
+async def _store(engine: AsyncEngine, row: dict[str, Any]) -> dict[str, Any] | None:
     """Insert the row. Returns the earlier response instead if a concurrent create with the
     same Idempotency-Key won the race."""
     try:
@@ -226,12 +291,9 @@ async def _store(
             await ResponsesRepository(conn).create(row)
     except PreviousResponseGone as exc:
         # The parent was deleted for good while the model was answering.
-        assert req.previous_response_id is not None
-        raise previous_not_found(req.previous_response_id) from exc
+        raise previous_not_found(row["previous_response_id"]) from exc
     except DuplicateKey:
-        if key is None or req_hash is None:
-            raise
-        return await _replay(engine, row["project_id"], key, req_hash)
+        return await _replay(engine, row["project_id"], row["idempotency_key"], row["request_hash"])
     return None
 
 

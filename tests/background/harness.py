@@ -27,9 +27,7 @@ class Worker:
 
     def __init__(self, settings: Settings, concurrency: int = 50) -> None:
         self.settings = settings
-        self.log = tempfile.NamedTemporaryFile(
-            prefix="tether-worker-", suffix=".log", delete=False
-        )
+        self.log = tempfile.NamedTemporaryFile(prefix="tether-worker-", suffix=".log", delete=False)
         env = settings_env(settings)
         env["WORKER_CONCURRENCY"] = str(concurrency)
         self.process = subprocess.Popen(

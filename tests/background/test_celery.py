@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import openai
 import pytest
+from redis import Redis
 
 from app.config import Settings
 from app.jobs import RUN_RESPONSE_TASK, celery_client
@@ -245,3 +246,62 @@ class TestNothingLost:
             settings.database_url, "SELECT attempts FROM responses WHERE id = :i", i=created.id
         )
         assert attempts == [(2,)]
+
+
+class TestStreaming:
+    """Background streams whose events a Celery worker logs in Redis."""
+
+    def test_stream_resumed_from_another_api_process(
+        self,
+        bg_client: openai.OpenAI,
+        celery_settings: Settings,
+        fake_upstream: FakeUpstream,
+        model: str,
+    ) -> None:
+        fake_upstream.script(model, reply="word " * 30, chunk_delay=0.02)
+        with bg_client.responses.create(
+            model=model, input="x", background=True, stream=True
+        ) as stream:
+            seen = [next(stream) for _ in range(6)]
+        response_id = seen[0].response.id
+        with (
+            running_server(celery_settings) as other,
+            sdk(other.url) as client,
+            client.responses.retrieve(response_id, stream=True, starting_after=5) as stream,
+        ):
+            rest = list(stream)
+        everything = seen + rest
+        assert [e.sequence_number for e in everything] == list(range(len(everything)))
+        assert everything[-1].type == "response.completed"
+        text = "".join(e.delta for e in everything if e.type == "response.output_text.delta")
+        assert text == "word " * 30
+
+    def test_an_expired_redis_log_is_rebuilt(
+        self, bg_client: openai.OpenAI, celery_settings: Settings, model: str
+    ) -> None:
+        created = bg_client.responses.create(model=model, input="old", background=True)
+        poll_status(bg_client, created.id)
+        redis = Redis.from_url(str(celery_settings.redis_url))
+        try:
+            assert redis.delete(f"tether:events:{created.id}") == 1
+        finally:
+            redis.close()
+        with bg_client.responses.retrieve(created.id, stream=True) as stream:
+            events = list(stream)
+        assert events[-1].type == "response.completed"
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == (
+            "reply to: old"
+        )
+
+    def test_the_log_expires(
+        self, bg_client: openai.OpenAI, celery_settings: Settings, model: str
+    ) -> None:
+        created = bg_client.responses.create(model=model, input="x", background=True)
+        poll_status(bg_client, created.id)
+        redis = Redis.from_url(str(celery_settings.redis_url))
+        try:
+            ttl = redis.ttl(f"tether:events:{created.id}")
+        finally:
+            redis.close()
+        assert 0 < ttl <= celery_settings.stream_retention_seconds
