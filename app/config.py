@@ -25,6 +25,8 @@ class Settings(BaseSettings):
 
     # Unset: embedded mode (no broker server).
     redis_url: str | None = None
+    # Every follower of a live background stream holds a connection while it waits.
+    redis_max_connections: int = Field(default=10_000, ge=1)
 
     # Unset: the built-in `echo` model answers.
     upstream_base_url: str | None = None

@@ -40,9 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.providers = Providers(settings)
-        app.state.event_log = create_event_log(
-            settings.redis_url, app.state.engine, settings.stream_retention_seconds
-        )
+        app.state.event_log = create_event_log(settings, app.state.engine)
         runtime: JobRuntime | None = None
         if settings.redis_url:
             app.state.enqueuer = CeleryEnqueuer(celery_client(settings))

@@ -29,9 +29,7 @@ class WorkerRuntime:
         self.thread.start()
         self.engine = create_engine(settings)
         self.providers = Providers(settings)
-        self.log = create_event_log(
-            settings.redis_url, self.engine, settings.stream_retention_seconds
-        )
+        self.log = create_event_log(settings, self.engine)
         self.jobs = JobRuntime(
             self.engine, self.providers, settings, self.log, requeue=CeleryEnqueuer(celery).enqueue
         )

@@ -9,6 +9,7 @@ others poll.
 """
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from typing import Any, Protocol, cast
@@ -18,7 +19,10 @@ from redis.asyncio import Redis
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import Settings
 from app.models import ResponseEventRow
+
+log = logging.getLogger(__name__)
 
 events_table = cast(Table, ResponseEventRow.__table__)
 
@@ -45,9 +49,10 @@ def _key(response_id: str) -> str:
 
 
 class RedisEventLog:
-    def __init__(self, redis_url: str, retention: float) -> None:
-        # Each waiting reader holds a connection for its XREAD BLOCK: no small pool cap.
-        self.redis = Redis.from_url(redis_url)
+    def __init__(self, redis_url: str, retention: float, max_connections: int) -> None:
+        # Each waiting follower holds a connection for its XREAD BLOCK, and redis-py's pool
+        # raises (rather than waits) past its default of 100: 200 concurrent streams failed.
+        self.redis = Redis.from_url(redis_url, max_connections=max_connections)
         self.retention = int(retention)
 
     async def append(self, response_id: str, events: list[dict[str, Any]]) -> None:
@@ -150,7 +155,43 @@ class DbEventLog:
         return None
 
 
-def create_event_log(redis_url: str | None, engine: AsyncEngine, retention: float) -> EventLog:
-    if redis_url:
-        return RedisEventLog(redis_url, retention)
-    return DbEventLog(engine, retention)
+def create_event_log(settings: Settings, engine: AsyncEngine) -> EventLog:
+    if settings.redis_url:
+        return RedisEventLog(
+            settings.redis_url, settings.stream_retention_seconds, settings.redis_max_connections
+        )
+    return DbEventLog(engine, settings.stream_retention_seconds)
+
+
+class JobEvents:
+    """A job's writer to the log: appends coalesce (deltas arriving while one append is in
+    flight go out together in the next), and a failing log never fails the job (the stored
+    response is the truth; a follower rebuilds the end of a stream from it)."""
+
+    def __init__(self, log: EventLog, response_id: str) -> None:
+        self.log = log
+        self.response_id = response_id
+        self.pending: list[dict[str, Any]] = []
+        self.flushing: asyncio.Task[None] | None = None
+        self.broken = False
+
+    def add(self, events: list[dict[str, Any]]) -> None:
+        if self.broken or not events:
+            return
+        self.pending += events
+        if self.flushing is None or self.flushing.done():
+            self.flushing = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self.pending and not self.broken:
+            batch, self.pending = self.pending, []
+            try:
+                await self.log.append(self.response_id, batch)
+            except Exception:
+                log.exception("event log of %s failed; its stream ends early", self.response_id)
+                self.broken = True
+
+    async def drain(self) -> None:
+        """Wait until everything added so far is logged (or the log gave up)."""
+        while self.flushing is not None and not self.flushing.done():
+            await asyncio.shield(self.flushing)

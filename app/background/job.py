@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.background.eventlog import EventLog
+from app.background.eventlog import JobEvents
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.providers.base import UpstreamFailure
@@ -25,7 +25,7 @@ async def claim(engine: AsyncEngine, response_id: str, settings: Settings) -> Cl
 
 
 async def execute(
-    engine: AsyncEngine, providers: Providers, settings: Settings, log: EventLog, job: Claim
+    engine: AsyncEngine, providers: Providers, settings: Settings, events: JobEvents, job: Claim
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Stream the model's answer for a claimed job into the event log.
 
@@ -45,8 +45,13 @@ async def execute(
     )
     # A re-run after a lost worker continues the numbering: a resuming client never sees a
     # sequence number twice (it may see the lost attempt's partial output before this one's).
-    turn = TurnEvents(render_response(job.row), next_seq=await log.last_seq(job.id) + 1)
-    await log.append(job.id, [turn.lifecycle("response.in_progress", status="in_progress")])
+    try:
+        last = await events.log.last_seq(job.id)
+    except Exception:
+        log_.exception("event log of %s unreadable; streaming it is off", job.id)
+        last, events.broken = -1, True
+    turn = TurnEvents(render_response(job.row), next_seq=last + 1)
+    events.add([turn.lifecycle("response.in_progress", status="in_progress")])
     try:
         provider = providers.for_model(job.model)
     except Exception as exc:  # the model went away since the create: not worth retrying
@@ -54,7 +59,7 @@ async def execute(
     for retry in range(settings.job_upstream_retries + 1):
         try:
             async for delta in provider.stream(payload):
-                await log.append(job.id, turn.delta(delta))
+                events.add(turn.delta(delta))
             return turn.finish(job.messages)
         except UpstreamFailure as failure:
             # Retried only while nothing was streamed: a client may already hold those deltas.

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.background import job
-from app.background.eventlog import EventLog
+from app.background.eventlog import EventLog, JobEvents
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.providers.registry import Providers
@@ -69,9 +69,10 @@ class JobRuntime:
         task = asyncio.current_task()
         assert task is not None
         self.running[claimed.id] = (claimed, task)
+        events = JobEvents(self.log, claimed.id)
         try:
             values, closing = await job.execute(
-                self.engine, self.providers, self.settings, self.log, claimed
+                self.engine, self.providers, self.settings, events, claimed
             )
         except asyncio.CancelledError:
             if claimed.id in self.revoked:
@@ -84,9 +85,10 @@ class JobRuntime:
             self.running.pop(claimed.id, None)
             self.revoked.discard(claimed.id)
         if await job.finish(self.engine, claimed, values):
-            await self.log.append(claimed.id, closing)
+            events.add(closing)
         else:
             log.info("response %s was cancelled or re-run meanwhile; result dropped", claimed.id)
+        await events.drain()
 
     async def enqueue(self, ids: list[str]) -> None:
         """Embedded mode's queue (app.jobs.Enqueuer): run the jobs here, within capacity."""
