@@ -45,12 +45,7 @@ async def execute(
     )
     # A re-run after a lost worker continues the numbering: a resuming client never sees a
     # sequence number twice (it may see the lost attempt's partial output before this one's).
-    try:
-        last = await events.log.last_seq(job.id)
-    except Exception:
-        log_.exception("event log of %s unreadable; streaming it is off", job.id)
-        last, events.broken = -1, True
-    turn = TurnEvents(render_response(job.row), next_seq=last + 1)
+    turn = TurnEvents(render_response(job.row), next_seq=await _next_seq(events, job))
     events.add([turn.lifecycle("response.in_progress", status="in_progress")])
     try:
         provider = providers.for_model(job.model)
@@ -70,6 +65,19 @@ async def execute(
             )
             await asyncio.sleep(settings.job_retry_backoff * 2**retry)
     raise AssertionError("unreachable")
+
+
+async def _next_seq(events: JobEvents, job: Claim) -> int:
+    """Where this attempt's events start. The create logged response.created and .queued (0
+    and 1); a re-run after a lost worker continues after whatever the lost attempt logged."""
+    if job.attempt == 1:
+        return 2
+    try:
+        return await events.log.last_seq(job.id) + 1
+    except Exception:
+        log_.exception("event log of %s unreadable; its stream ends early", job.id)
+        events.broken = True
+        return 2
 
 
 async def finish(engine: AsyncEngine, job: Claim, values: dict[str, Any]) -> bool:

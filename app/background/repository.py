@@ -5,12 +5,45 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.responses.repository import responses
+from app.kit.driver import DriverStatement
+from app.responses.repository import JSON_COLUMNS, responses
 
 UNFINISHED = ("queued", "in_progress")
+
+# Claim and finish run once per job on a worker's hot path: on the driver connection, as the
+# API's hot statements do (app/kit/driver.py).
+_r = responses.c
+CLAIM = DriverStatement(
+    update(responses)
+    .where(_r.id == bindparam("response_id"), _r.status == "queued")
+    .values(status="in_progress", attempts=_r.attempts + 1, lease_expires_at=bindparam("lease"))
+    .returning(*responses.c),
+    JSON_COLUMNS,
+)
+# What a job's end can change; a value the job did not set keeps the claimed row's.
+FINAL_COLUMNS = (
+    "status",
+    "output",
+    "usage",
+    "error",
+    "incomplete_details",
+    "completed_at",
+    "messages",
+)
+FINISH = DriverStatement(
+    update(responses)
+    .where(
+        _r.id == bindparam("response_id"),
+        _r.status == "in_progress",
+        _r.attempts == bindparam("attempt"),
+    )
+    .values(lease_expires_at=None, **{name: bindparam(name) for name in FINAL_COLUMNS})
+    .returning(_r.id),
+    JSON_COLUMNS,
+)
 
 
 @dataclass(slots=True)
@@ -35,21 +68,12 @@ class JobsRepository:
     async def claim(self, response_id: str, lease_seconds: float) -> Claim | None:
         """queued -> in_progress, or None if it is not queued (running elsewhere, cancelled,
         finished: a redelivered or duplicate task lands here and does nothing)."""
-        r = responses.c
-        result = await self.conn.execute(
-            update(responses)
-            .where(r.id == response_id, r.status == "queued")
-            .values(
-                status="in_progress",
-                attempts=r.attempts + 1,
-                lease_expires_at=time.time() + lease_seconds,
-            )
-            .returning(*responses.c)
+        rows = await CLAIM.fetch(
+            self.conn, response_id=response_id, lease=time.time() + lease_seconds
         )
-        found = result.mappings().one_or_none()
-        if found is None:
+        if not rows:
             return None
-        row = dict(found)
+        row = rows[0]
         return Claim(
             id=row["id"],
             project_id=row["project_id"],
@@ -68,13 +92,9 @@ class JobsRepository:
         False when the response was cancelled meanwhile, or the lease was lost and the job
         handed to another attempt: a cancelled response never turns `completed`.
         """
-        r = responses.c
-        result = await self.conn.execute(
-            update(responses)
-            .where(r.id == claim.id, r.status == "in_progress", r.attempts == claim.attempt)
-            .values(lease_expires_at=None, **values)
-        )
-        return bool(getattr(result, "rowcount", 0))
+        final = {name: values.get(name, claim.row[name]) for name in FINAL_COLUMNS}
+        rows = await FINISH.fetch(self.conn, response_id=claim.id, attempt=claim.attempt, **final)
+        return bool(rows)
 
     async def release(self, claim: Claim) -> None:
         """Give an unfinished job back (shutting down): queued again, the attempt not counted."""
