@@ -6,8 +6,9 @@ itself and is their enqueuer (app.background.runtime.JobRuntime); the database i
 a restart loses nothing.
 """
 
-import asyncio
 import logging
+import queue
+import threading
 from typing import Protocol
 
 from celery import Celery
@@ -35,16 +36,32 @@ def celery_client(settings: Settings) -> Celery:
 
 
 class CeleryEnqueuer:
+    """Publishes run_response tasks from one thread of its own.
+
+    kombu publishes synchronously; run per create in a worker thread it was most of a
+    background create's time. The row is committed before enqueue() is called and the sweeper
+    re-enqueues any queued row left behind, so the request need not wait for the publish: it
+    hands the ids over and answers.
+    """
+
     def __init__(self, client: Celery) -> None:
         self.client = client
+        self.ids: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._publish, name="tether-enqueue", daemon=True)
+        self.thread.start()
 
     async def enqueue(self, ids: list[str]) -> None:
-        # kombu's producer blocks on Redis: keep it off the event loop.
-        await asyncio.to_thread(self._send, ids)
-
-    def _send(self, ids: list[str]) -> None:
         for response_id in ids:
+            self.ids.put(response_id)
+
+    def _publish(self) -> None:
+        while (response_id := self.ids.get()) is not None:
             try:
                 self.client.send_task(RUN_RESPONSE_TASK, args=[response_id])
             except Exception:  # the row stays queued; the sweeper hands it again
                 log.exception("could not enqueue %s", response_id)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish what was handed over, then stop."""
+        self.ids.put(None)
+        self.thread.join(timeout)

@@ -1,6 +1,7 @@
 """The app factory. `uvicorn app.main:app` serves the settings from the environment;
 tests and tools call create_app(settings) for their own."""
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runtime is not None:
                 await runtime.stop()
+            if isinstance(app.state.enqueuer, CeleryEnqueuer):
+                await asyncio.to_thread(app.state.enqueuer.close)
             await app.state.event_log.close()
             await app.state.providers.close()
             await app.state.engine.dispose()

@@ -30,8 +30,9 @@ class WorkerRuntime:
         self.engine = create_engine(settings)
         self.providers = Providers(settings)
         self.log = create_event_log(settings, self.engine)
+        self.enqueuer = CeleryEnqueuer(celery)
         self.jobs = JobRuntime(
-            self.engine, self.providers, settings, self.log, requeue=CeleryEnqueuer(celery).enqueue
+            self.engine, self.providers, settings, self.log, requeue=self.enqueuer.enqueue
         )
         self.call(self._start())
 
@@ -47,6 +48,7 @@ class WorkerRuntime:
 
     def stop(self) -> None:
         self.call(self._stop())
+        self.enqueuer.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
 
