@@ -18,6 +18,7 @@ from app.jobs import CeleryEnqueuer, celery_client
 from app.kit.request_id import RequestIdMiddleware
 from app.providers.registry import Providers
 from app.responses.endpoints import router as responses_router
+from app.responses.service import Deps
 
 
 def tune_gc() -> None:
@@ -52,6 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             app.state.enqueuer = runtime
             runtime.start()
+        app.state.responses = Deps(
+            app.state.engine, app.state.providers, app.state.enqueuer, app.state.event_log
+        )
         tune_gc()
         try:
             yield

@@ -9,6 +9,7 @@ others poll.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -95,7 +96,8 @@ class DbEventLog:
     def __init__(self, engine: AsyncEngine, retention: float) -> None:
         self.engine = engine
         self.retention = retention
-        self.appended: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        # Readers waiting in this process, woken by an append here; others poll.
+        self.waiting: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
 
     async def append(self, response_id: str, events: list[dict[str, Any]]) -> None:
         if not events:
@@ -114,9 +116,8 @@ class DbEventLog:
                     for e in events
                 ],
             )
-        waiting = self.appended.pop(response_id, None)
-        if waiting is not None:
-            waiting.set()
+        for wake in self.waiting.get(response_id, ()):
+            wake.set()
 
     async def _fetch(self, response_id: str, after: int) -> list[dict[str, Any]]:
         t = events_table.c
@@ -130,16 +131,21 @@ class DbEventLog:
 
     async def read(self, response_id: str, after: int, block: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + block
-        while True:
-            wake = self.appended[response_id]
-            events = await self._fetch(response_id, after)
-            left = deadline - time.monotonic()
-            if events or left <= 0:
-                return events
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=min(left, self.POLL * 20))
-            except TimeoutError:
-                pass
+        wake = asyncio.Event()
+        self.waiting[response_id].add(wake)
+        try:
+            while True:
+                wake.clear()
+                events = await self._fetch(response_id, after)
+                left = deadline - time.monotonic()
+                if events or left <= 0:
+                    return events
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=min(left, self.POLL * 20))
+        finally:
+            self.waiting[response_id].discard(wake)
+            if not self.waiting[response_id]:
+                del self.waiting[response_id]
 
     async def last_seq(self, response_id: str) -> int:
         events = await self._fetch(response_id, -1)

@@ -137,12 +137,6 @@ class JobsRepository:
             .values(lease_expires_at=time.time() + lease_seconds)
         )
 
-    async def mark_enqueued(self, ids: list[str]) -> None:
-        if ids:
-            await self.conn.execute(
-                update(responses).where(responses.c.id.in_(ids)).values(enqueued_at=time.time())
-            )
-
     async def requeue_expired(self, max_attempts: int) -> list[str]:
         """in_progress rows whose worker stopped renewing: queued again while attempts remain."""
         r = responses.c

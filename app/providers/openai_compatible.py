@@ -7,6 +7,7 @@ One pooled session per process, created inside the running loop.
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -82,47 +83,30 @@ class OpenAICompatibleProvider:
             )
         return self._session
 
-    async def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]:
-        """The completion as it is generated: the upstream is streamed too, so the first delta
-        reaches our client as soon as the model produced it."""
-        body = orjson.dumps({**payload, "stream": True, "stream_options": {"include_usage": True}})
+    @asynccontextmanager
+    async def _call(
+        self, method: str, path: str, body: bytes | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """An upstream request whose status was checked; every failure as an UpstreamFailure."""
         try:
-            async with self._http().post(
-                self._base + "/chat/completions", data=body, headers=self._headers
+            async with self._http().request(
+                method, self._base + path, data=body, headers=self._headers
             ) as resp:
                 if resp.status >= 400:
                     raw = await resp.read()
                     kind = _classify(resp.status)
                     raise UpstreamFailure(kind, _error_message(raw, resp.status), resp.status)  # type: ignore[arg-type]
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        return
-                    yield _delta(data)
-        except TimeoutError as exc:
-            raise UpstreamFailure("timeout", "The model server did not answer in time.") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailure(
-                "unreachable", f"Lost the model server mid-answer: {exc.__class__.__name__}."
-            ) from exc
-
-    async def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
-        try:
-            async with self._http().request(
-                method, self._base + path, data=body, headers=self._headers
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    kind = _classify(resp.status)
-                    raise UpstreamFailure(kind, _error_message(raw, resp.status), resp.status)  # type: ignore[arg-type]
+                yield resp
         except TimeoutError as exc:
             raise UpstreamFailure("timeout", "The model server did not answer in time.") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamFailure(
                 "unreachable", f"Could not reach the model server: {exc.__class__.__name__}."
             ) from exc
+
+    async def _json(self, method: str, path: str, body: bytes | None = None) -> Any:
+        async with self._call(method, path, body) as resp:
+            raw = await resp.read()
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -130,8 +114,21 @@ class OpenAICompatibleProvider:
                 "server", "The model server sent a body that is not JSON."
             ) from exc
 
+    async def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]:
+        """The completion as it is generated: the upstream is streamed too, so the first delta
+        reaches our client as soon as the model produced it."""
+        body = orjson.dumps({**payload, "stream": True, "stream_options": {"include_usage": True}})
+        async with self._call("POST", "/chat/completions", body) as resp:
+            async for line in resp.content:
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    return
+                yield _delta(data)
+
     async def complete(self, payload: dict[str, Any]) -> ChatResult:
-        data = await self._request("POST", "/chat/completions", orjson.dumps(payload))
+        data = await self._json("POST", "/chat/completions", orjson.dumps(payload))
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}
@@ -146,7 +143,7 @@ class OpenAICompatibleProvider:
         )
 
     async def list_models(self) -> list[dict[str, Any]]:
-        data = await self._request("GET", "/models")
+        data = await self._json("GET", "/models")
         models = data.get("data") if isinstance(data, dict) else None
         return [m for m in models or [] if isinstance(m, dict) and "id" in m]
 

@@ -30,7 +30,6 @@ def event_stream(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
 async def create_response(
     body: CreateResponseRequest,
     request: Request,
-    engine: EngineDep,
     project_id: ProjectDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
@@ -38,19 +37,10 @@ async def create_response(
     with previous_response_id. With background=true it returns at once, `queued`; with
     stream=true the answer comes as server-sent events. A retried create with the same
     Idempotency-Key returns the first result."""
-    state = request.app.state
-    args = (
-        engine,
-        state.providers,
-        state.enqueuer,
-        state.event_log,
-        project_id,
-        body,
-        idempotency_key,
-    )
+    deps: service.Deps = request.app.state.responses
     if body.stream:
-        return event_stream(await service.create_stream(*args))
-    return json_response(await service.create_response(*args))
+        return event_stream(await service.create_stream(deps, project_id, body, idempotency_key))
+    return json_response(await service.create_response(deps, project_id, body, idempotency_key))
 
 
 @router.get("/{response_id}")

@@ -57,11 +57,11 @@ class TurnEvents:
         self.usage = delta.usage or self.usage
         return out
 
-    def _piece(self, kind: str, text: str) -> list[dict[str, Any]]:
+    def _piece(self, kind: str, text: str, item_id: str | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         item = self.open.get(kind)
         if item is None:
-            item = self._open(kind, out)
+            item = self._open(kind, out, item_id)
         index = self.items.index(item)
         self.texts[kind] += text
         name = (
@@ -75,10 +75,12 @@ class TurnEvents:
         )
         return out
 
-    def _open(self, kind: str, out: list[dict[str, Any]]) -> dict[str, Any]:
+    def _open(
+        self, kind: str, out: list[dict[str, Any]], item_id: str | None = None
+    ) -> dict[str, Any]:
         if kind == "message":
             item: dict[str, Any] = {
-                "id": new_id("msg"),
+                "id": item_id or new_id("msg"),
                 "type": "message",
                 "status": "in_progress",
                 "role": "assistant",
@@ -91,7 +93,12 @@ class TurnEvents:
                 "logprobs": [],
             }
         else:
-            item = {"id": new_id("rs"), "type": "reasoning", "summary": [], "content": []}
+            item = {
+                "id": item_id or new_id("rs"),
+                "type": "reasoning",
+                "summary": [],
+                "content": [],
+            }
             part = {"type": "reasoning_text", "text": ""}
         self.items.append(item)
         self.open[kind] = item
@@ -208,48 +215,11 @@ def replay_finished(response: dict[str, Any], background: bool) -> Iterator[dict
     if background:
         yield turn.lifecycle("response.queued")
     yield turn.lifecycle("response.in_progress", status="in_progress")
-    for index, item in enumerate(response["output"]):
+    for item in response["output"]:
         kind = "message" if item["type"] == "message" else "reasoning"
-        part = item["content"][0] if item.get("content") else {"type": "output_text", "text": ""}
-        opened = (
-            {**item, "content": [], "status": "in_progress"}
-            if kind == "message"
-            else {**item, "content": []}
-        )
-        yield turn.event("response.output_item.added", output_index=index, item=opened)
-        yield turn.event(
-            "response.content_part.added",
-            item_id=item["id"],
-            output_index=index,
-            content_index=0,
-            part={**part, "text": ""},
-        )
-        name = "output_text" if kind == "message" else "reasoning_text"
-        extra: dict[str, Any] = {"logprobs": []} if kind == "message" else {}
-        yield turn.event(
-            f"response.{name}.delta",
-            item_id=item["id"],
-            output_index=index,
-            content_index=0,
-            delta=part.get("text", ""),
-            **extra,
-        )
-        yield turn.event(
-            f"response.{name}.done",
-            item_id=item["id"],
-            output_index=index,
-            content_index=0,
-            text=part.get("text", ""),
-            **extra,
-        )
-        yield turn.event(
-            "response.content_part.done",
-            item_id=item["id"],
-            output_index=index,
-            content_index=0,
-            part=part,
-        )
-        yield turn.event("response.output_item.done", output_index=index, item=item)
+        part = item["content"][0] if item.get("content") else {}
+        yield from turn._piece(kind, part.get("text") or part.get("refusal") or "", item["id"])
+        yield from turn._close(kind, item.get("status", "completed"))
     if response["status"] == "failed":
         error = response.get("error") or {}
         yield turn.event(

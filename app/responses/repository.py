@@ -145,10 +145,6 @@ class ResponsesRepository:
     def __init__(self, db: Db) -> None:
         self.db = db
 
-    @classmethod
-    def from_session(cls, db: Db) -> "ResponsesRepository":
-        return cls(db)
-
     async def create(self, row: dict[str, Any]) -> None:
         """Insert a response: PreviousResponseGone if its parent is gone, DuplicateKey if its
         Idempotency-Key was used first by another."""

@@ -74,9 +74,9 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
         raise _unsupported("conversation", "Conversations are not available yet.")
     if req.prompt is not None:
         raise _unsupported("prompt", "Prompt templates are not supported.")
-    for i, tool in enumerate(req.tools):
+    if req.tools:  # function tools arrive with the agents issue
         raise _unsupported(
-            f"tools[{i}].type", f"Tool type '{tool.get('type')}' is not supported yet."
+            "tools[0].type", f"Tool type '{req.tools[0].get('type')}' is not supported yet."
         )
     if req.tool_choice not in ("auto", "none"):
         raise InvalidRequest(
@@ -137,6 +137,16 @@ async def _replay(
             code="idempotency_key_reused",
         )
     return render_response(row)
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """What a create needs of its process, made once in the app's lifespan."""
+
+    engine: AsyncEngine
+    providers: Providers
+    enqueuer: Enqueuer
+    events: EventLog
 
 
 @dataclass(slots=True)
@@ -214,20 +224,15 @@ async def prepare(
 
 
 async def create_response(
-    engine: AsyncEngine,
-    providers: Providers,
-    enqueuer: Enqueuer,
-    events: EventLog,
-    project_id: str,
-    req: CreateResponseRequest,
-    idempotency_key: str | None = None,
+    deps: Deps, project_id: str, req: CreateResponseRequest, idempotency_key: str | None = None
 ) -> dict[str, Any]:
-    turn = await prepare(engine, providers, project_id, req, idempotency_key)
+    engine = deps.engine
+    turn = await prepare(engine, deps.providers, project_id, req, idempotency_key)
     if not isinstance(turn, Turn):
         return turn
     row = turn.row
     if turn.background:
-        return await _start_background(engine, enqueuer, events, turn) or render_response(row)
+        return await _start_background(deps, turn) or render_response(row)
     failure: UpstreamFailure | None = None
     try:
         row.update(completed_values(await turn.provider.complete(turn.payload), row["messages"]))
@@ -242,44 +247,37 @@ async def create_response(
 
 
 async def create_stream(
-    engine: AsyncEngine,
-    providers: Providers,
-    enqueuer: Enqueuer,
-    events: EventLog,
-    project_id: str,
-    req: CreateResponseRequest,
-    idempotency_key: str | None = None,
+    deps: Deps, project_id: str, req: CreateResponseRequest, idempotency_key: str | None = None
 ) -> AsyncIterator[dict[str, Any]]:
     """stream=true: validated and stored before the first event (errors are plain 400s), then
     the events, live. A background one is followed through its event log."""
-    turn = await prepare(engine, providers, project_id, req, idempotency_key)
+    engine, events = deps.engine, deps.events
+    turn = await prepare(engine, deps.providers, project_id, req, idempotency_key)
     if not isinstance(turn, Turn):  # a retried create: follow the first one
         return streaming.follow(engine, events, project_id, turn["id"], -1)
     if turn.background:
-        await _start_background(engine, enqueuer, events, turn)
+        await _start_background(deps, turn)
         return streaming.follow(engine, events, project_id, turn.row["id"], -1)
     if turn.store and (stored := await _store(engine, turn.row)):
         return streaming.follow(engine, events, project_id, stored["id"], -1)
     return streaming.synchronous(engine, turn.provider, turn.payload, turn.row, turn.store)
 
 
-async def _start_background(
-    engine: AsyncEngine, enqueuer: Enqueuer, events: EventLog, turn: Turn
-) -> dict[str, Any] | None:
+async def _start_background(deps: Deps, turn: Turn) -> dict[str, Any] | None:
     """Store the row queued, log its first events, then enqueue (DESIGN §6.1)."""
     row = turn.row
-    if stored := await _store(engine, row):
+    if stored := await _store(deps.engine, row):
         return stored
     opening = TurnEvents(render_response(row))
     try:
-        await events.append(
+        await deps.events.append(
             row["id"], [opening.lifecycle("response.created"), opening.lifecycle("response.queued")]
         )
     except Exception:  # the job runs all the same; only its stream lacks the first events
         log.exception("could not log the first events of %s", row["id"])
     # After the commit: a worker must find the row. Should this fail, the row is queued all
     # the same and the sweeper hands it to the queue again.
-    await enqueuer.enqueue([row["id"]])
+    await deps.enqueuer.enqueue([row["id"]])
     return None
 
 

@@ -128,8 +128,6 @@ def test_lost_queued_rows_are_handed_to_the_queue_again(database_url: str) -> No
         jobs = JobsRepository(conn)
         assert rid in await jobs.requeue_lost(older_than=60)
         assert rid not in await jobs.requeue_lost(older_than=60)  # not again so soon
-        await jobs.mark_enqueued([rid])
-        assert rid not in await jobs.requeue_lost(older_than=60)
         assert rid in await jobs.requeue_lost(older_than=-1)  # i.e. enqueued before "now + 1 s"
 
     run(database_url, work)
