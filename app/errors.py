@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app.providers.base import UpstreamFailure
+
 log = logging.getLogger(__name__)
 
 
@@ -70,6 +72,20 @@ class UpstreamError(APIError):
 class UpstreamRateLimited(APIError):
     status_code = 429
     type = "rate_limit_error"
+
+
+def upstream_error(failure: UpstreamFailure, headers: dict[str, str] | None = None) -> APIError:
+    """How a failed model call is answered: 4xx -> 400 with the upstream's message, 429 -> 429
+    (so the SDK backs off and retries), unreachable, timeout or 5xx -> 502 server_error."""
+    if failure.kind == "client":
+        return InvalidRequest(failure.message, headers=headers)
+    if failure.kind == "rate_limited":
+        return UpstreamRateLimited(failure.message, code="rate_limit_exceeded", headers=headers)
+    error = UpstreamError(failure.message, code="upstream_error", headers=headers)
+    if failure.kind == "timeout":
+        # Retrying a call that ran out its whole timeout only triples the wait.
+        error.should_retry = False
+    return error
 
 
 def error_response(

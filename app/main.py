@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.background.eventlog import create_event_log
 from app.background.runtime import JobRuntime
 from app.catalog.endpoints import router as catalog_router
+from app.chat.endpoints import router as chat_router
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(responses_router)
+    app.include_router(chat_router)
     app.include_router(catalog_router)
     return app
 

@@ -18,6 +18,14 @@ from sqlalchemy.sql.elements import ClauseElement
 Db = AsyncSession | AsyncConnection
 
 
+def dialect_name(db: Db) -> str:
+    if isinstance(db, AsyncConnection):
+        return str(db.dialect.name)
+    bind = db.bind
+    assert bind is not None
+    return str(bind.dialect.name)
+
+
 class DriverStatement:
     """A Core statement compiled once per dialect, run with named parameters on the driver."""
 

@@ -69,6 +69,9 @@ class ResponseRow(Base):
             postgresql_where=text("idempotency_key IS NOT NULL"),
             sqlite_where=text("idempotency_key IS NOT NULL"),
         ),
+        # Listing by model or status in creation (= id) order (GET /v1/responses).
+        Index("ix_responses_project_id_model_id", "project_id", "model", "id"),
+        Index("ix_responses_project_id_status_id", "project_id", "status", "id"),
         # The sweeper's scans: only unfinished rows are in it, so it stays small.
         Index(
             "ix_responses_unfinished",

@@ -6,6 +6,7 @@ estimate also drives `max_output_tokens`, so the incomplete path can be seen wit
 
 import math
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,6 +51,41 @@ class EchoProvider:
         for piece in re.findall(r"\s*\S+\s*|\s+", result.text or ""):
             yield ChatDelta(text=piece)
         yield ChatDelta(finish_reason=result.finish_reason, usage=result.usage)
+
+    async def completion_raw(self, payload: dict[str, Any]) -> dict[str, Any]:
+        result = await self.complete(payload)
+        return {
+            "id": "chatcmpl-echo",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": payload.get("model", ECHO_MODEL),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": result.finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            "usage": result.usage,
+        }
+
+    async def chunks_raw(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        base = {
+            "id": "chatcmpl-echo",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": payload.get("model", ECHO_MODEL),
+        }
+        async for delta in self.stream(payload):
+            if delta.text:
+                choice = {"index": 0, "delta": {"content": delta.text}, "finish_reason": None}
+                yield {**base, "choices": [choice]}
+            if delta.finish_reason:
+                choice = {"index": 0, "delta": {}, "finish_reason": delta.finish_reason}
+                yield {**base, "choices": [choice]}
+                if (payload.get("stream_options") or {}).get("include_usage"):
+                    yield {**base, "choices": [], "usage": delta.usage}
 
     async def list_models(self) -> list[dict[str, Any]]:
         return [{"id": ECHO_MODEL, "object": "model", "created": 0, "owned_by": "tether"}]

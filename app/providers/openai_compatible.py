@@ -127,6 +127,32 @@ class OpenAICompatibleProvider:
                     return
                 yield _delta(data)
 
+    async def completion_raw(self, payload: dict[str, Any]) -> dict[str, Any]:
+        data = await self._json("POST", "/chat/completions", orjson.dumps(payload))
+        if not isinstance(data, dict):
+            raise UpstreamFailure("server", "The model server sent no completion object.")
+        return data
+
+    async def chunks_raw(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async with self._call("POST", "/chat/completions", orjson.dumps(payload)) as resp:
+            async for line in resp.content:
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    return
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError as exc:
+                    raise UpstreamFailure(
+                        "server", "The model server streamed a bad chunk."
+                    ) from exc
+                if isinstance(chunk, dict) and "error" in chunk:
+                    err = chunk["error"]
+                    message = err.get("message") if isinstance(err, dict) else str(err)
+                    raise UpstreamFailure("server", str(message or "The model server failed."))
+                yield chunk
+
     async def complete(self, payload: dict[str, Any]) -> ChatResult:
         data = await self._json("POST", "/chat/completions", orjson.dumps(payload))
         try:

@@ -1,7 +1,7 @@
 """/v1/responses: thin handlers (parse, who is asking, call the service, answer)."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
@@ -9,8 +9,9 @@ from starlette.responses import Response, StreamingResponse
 from app.auth import ProjectDep
 from app.db import EngineDep, SessionDep
 from app.kit.http import json_response
+from app.kit.listing import MetadataFilter, PageQuery
 from app.responses import service, streaming
-from app.responses.schemas import CreateResponseRequest, ListQuery
+from app.responses.schemas import CreateResponseRequest
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
@@ -41,6 +42,25 @@ async def create_response(
     if body.stream:
         return event_stream(await service.create_stream(deps, project_id, body, idempotency_key))
     return json_response(await service.create_response(deps, project_id, body, idempotency_key))
+
+
+@router.get("")
+async def list_responses(
+    query: Annotated[PageQuery, Query()],
+    engine: EngineDep,
+    project_id: ProjectDep,
+    metadata: MetadataFilter,
+    model: str | None = None,
+    status: Literal["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"]
+    | None = None,
+) -> Response:
+    """Stored responses, newest first by default, filtered by model, status and
+    metadata[key]=value (several combine with AND). OpenAI has no such list; we do."""
+    return json_response(
+        await service.list_responses(
+            engine, project_id, query, model=model, status=status, metadata=metadata
+        )
+    )
 
 
 @router.get("/{response_id}")
@@ -82,7 +102,7 @@ async def delete_response(
 @router.get("/{response_id}/input_items")
 async def list_input_items(
     response_id: str,
-    query: Annotated[ListQuery, Query()],
+    query: Annotated[PageQuery, Query()],
     engine: EngineDep,
     project_id: ProjectDep,
 ) -> Response:

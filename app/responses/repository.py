@@ -23,8 +23,9 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
-from app.kit.driver import Db, DriverStatement
+from app.kit.driver import Db, DriverStatement, dialect_name
 from app.kit.ids import now_seconds
+from app.kit.listing import PageQuery, metadata_matches, paged
 from app.models import ResponseRow
 
 responses = cast(Table, ResponseRow.__table__)
@@ -165,6 +166,25 @@ class ResponsesRepository:
             .values(**values)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    async def list_page(
+        self,
+        project_id: str,
+        page: PageQuery,
+        *,
+        model: str | None,
+        status: str | None,
+        metadata: dict[str, str],
+    ) -> list[dict[str, Any]]:
+        r = responses.c
+        query = select(*VISIBLE).where(r.project_id == project_id, r.deleted_at.is_(None))
+        if model is not None:
+            query = query.where(r.model == model)
+        if status is not None:
+            query = query.where(r.status == status)
+        query = query.where(*metadata_matches(r.metadata, metadata, dialect_name(self.db)))
+        result = await self.db.execute(paged(query, r.id, page))
+        return [dict(row) for row in result.mappings()]
 
     async def get_by_idempotency_key(self, project_id: str, key: str) -> dict[str, Any] | None:
         rows = await BY_KEY.fetch(self.db, project_id=project_id, key=key)

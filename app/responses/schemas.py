@@ -5,33 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-MAX_METADATA_PAIRS = 16
-MAX_METADATA_KEY = 64
-MAX_METADATA_VALUE = 512
-
-
-def validate_metadata(value: dict[str, Any] | None) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if len(value) > MAX_METADATA_PAIRS:
-        raise ValueError(
-            f"too many properties. Expected an object with at most {MAX_METADATA_PAIRS} "
-            f"properties, but got an object with {len(value)} properties instead"
-        )
-    for key, val in value.items():
-        if len(key) > MAX_METADATA_KEY:
-            raise ValueError(
-                f"metadata key '{key[:20]}…' is {len(key)} characters long; "
-                f"at most {MAX_METADATA_KEY} are allowed"
-            )
-        if not isinstance(val, str):
-            raise ValueError(f"metadata value for '{key}' must be a string")
-        if len(val) > MAX_METADATA_VALUE:
-            raise ValueError(
-                f"metadata value for '{key}' is {len(val)} characters long; "
-                f"at most {MAX_METADATA_VALUE} are allowed"
-            )
-    return value
+from app.kit.metadata import validate_metadata
 
 
 class CreateResponseRequest(BaseModel):
@@ -69,12 +43,3 @@ class CreateResponseRequest(BaseModel):
     @classmethod
     def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, str] | None:
         return validate_metadata(value)
-
-
-class ListQuery(BaseModel):
-    # Query strings carry extras (the SDK's `include[]`); ignoring them is what OpenAI does.
-    model_config = ConfigDict(extra="ignore")
-
-    after: str | None = None
-    limit: int = Field(default=20, ge=1, le=100)
-    order: Literal["asc", "desc"] = "desc"

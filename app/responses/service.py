@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.background.eventlog import EventLog
 from app.background.repository import JobsRepository
-from app.errors import InvalidRequest, NotFound, UpstreamError, UpstreamRateLimited
+from app.errors import InvalidRequest, NotFound, upstream_error
 from app.jobs import Enqueuer
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
+from app.kit.listing import PageQuery
 from app.providers.base import ModelProvider, UpstreamFailure
 from app.providers.registry import Providers
 from app.responses import streaming
@@ -29,7 +30,7 @@ from app.responses.events import TurnEvents
 from app.responses.items import normalize_input
 from app.responses.render import render_response
 from app.responses.repository import DuplicateKey, PreviousResponseGone, ResponsesRepository
-from app.responses.schemas import CreateResponseRequest, ListQuery
+from app.responses.schemas import CreateResponseRequest
 from app.responses.translate import (
     chat_messages,
     chat_payload,
@@ -102,19 +103,6 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
         "prompt_cache_key": req.prompt_cache_key,
         "service_tier": req.service_tier,
     }
-
-
-def _api_error(failure: UpstreamFailure, response_id: str | None) -> Exception:
-    headers = {"x-tether-response-id": response_id} if response_id else None
-    if failure.kind == "client":
-        return InvalidRequest(failure.message, headers=headers)
-    if failure.kind == "rate_limited":
-        return UpstreamRateLimited(failure.message, code="rate_limit_exceeded", headers=headers)
-    error = UpstreamError(failure.message, code="upstream_error", headers=headers)
-    if failure.kind == "timeout":
-        # Retrying a call that ran out its whole timeout only triples the wait.
-        error.should_retry = False
-    return error
 
 
 def request_hash(req: CreateResponseRequest) -> str:
@@ -242,7 +230,7 @@ async def create_response(
     if turn.store and (stored := await _store(engine, row)):
         return stored
     if failure is not None:
-        raise _api_error(failure, row["id"] if turn.store else None)
+        raise upstream_error(failure, {"x-tether-response-id": row["id"]} if turn.store else None)
     return render_response(row)
 
 
@@ -331,8 +319,24 @@ async def delete_response(session: AsyncSession, project_id: str, response_id: s
         raise not_found(response_id)
 
 
+async def list_responses(
+    engine: AsyncEngine,
+    project_id: str,
+    query: PageQuery,
+    *,
+    model: str | None,
+    status: str | None,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        rows = await ResponsesRepository(conn).list_page(
+            project_id, query, model=model, status=status, metadata=metadata
+        )
+    return page([render_response(row) for row in rows], query.limit)
+
+
 async def list_input_items(
-    engine: AsyncEngine, project_id: str, response_id: str, query: ListQuery
+    engine: AsyncEngine, project_id: str, response_id: str, query: PageQuery
 ) -> dict[str, Any]:
     async with engine.connect() as conn:
         items = await ResponsesRepository(conn).get_input(project_id, response_id)

@@ -1,0 +1,66 @@
+"""All SQL for stored chat completions. Every query is scoped by project_id."""
+
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, insert, select, update
+
+from app.kit.driver import Db, dialect_name
+from app.kit.listing import PageQuery, metadata_matches, paged
+from app.models import ChatCompletionRow
+
+completions = cast(Table, ChatCompletionRow.__table__)
+
+
+class ChatCompletionsRepository:
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    async def create(self, row: dict[str, Any]) -> None:
+        await self.db.execute(insert(completions).values(row))
+
+    async def get(self, project_id: str, completion_id: str) -> dict[str, Any] | None:
+        c = completions.c
+        result = await self.db.execute(
+            select(c.completion, c.metadata).where(
+                c.id == completion_id, c.project_id == project_id
+            )
+        )
+        row = result.mappings().one_or_none()
+        return dict(row) if row else None
+
+    async def messages(self, project_id: str, completion_id: str) -> list[dict[str, Any]] | None:
+        c = completions.c
+        result = await self.db.execute(
+            select(c.messages).where(c.id == completion_id, c.project_id == project_id)
+        )
+        row = result.one_or_none()
+        return list(row.messages) if row else None
+
+    async def list_page(
+        self, project_id: str, page: PageQuery, *, model: str | None, metadata: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        c = completions.c
+        query = select(c.completion, c.metadata).where(c.project_id == project_id)
+        if model is not None:
+            query = query.where(c.model == model)
+        query = query.where(*metadata_matches(c.metadata, metadata, dialect_name(self.db)))
+        result = await self.db.execute(paged(query, c.id, page))
+        return [dict(row) for row in result.mappings()]
+
+    async def set_metadata(
+        self, project_id: str, completion_id: str, metadata: dict[str, str]
+    ) -> bool:
+        c = completions.c
+        result = await self.db.execute(
+            update(completions)
+            .where(c.id == completion_id, c.project_id == project_id)
+            .values(metadata=metadata)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def delete(self, project_id: str, completion_id: str) -> bool:
+        c = completions.c
+        result = await self.db.execute(
+            delete(completions).where(c.id == completion_id, c.project_id == project_id)
+        )
+        return bool(getattr(result, "rowcount", 0))

@@ -1,0 +1,42 @@
+"""A chat completion request: what we check ourselves; everything else goes to the upstream
+as sent (a faithful proxy: tools, response_format, logprobs, n, stop, seed, ...)."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.kit.metadata import validate_metadata
+
+
+class CreateChatCompletion(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    store: bool = False
+    metadata: dict[str, Any] | None = None
+    stream: bool = False
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, str] | None:
+        return validate_metadata(value)
+
+    def upstream_payload(self) -> dict[str, Any]:
+        """The body for the upstream: ours minus `store` and `metadata`, which are Tether's to
+        keep (self-hosted servers may reject what they do not know)."""
+        return self.model_dump(exclude={"store", "metadata"}, exclude_unset=True) | {
+            "model": self.model,
+            "messages": self.messages,
+        }
+
+
+class UpdateChatCompletion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: dict[str, Any] | None
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, str] | None:
+        return validate_metadata(value)

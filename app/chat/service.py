@@ -1,0 +1,210 @@
+"""Chat Completions: proxied to the upstream as sent; kept, with their messages and metadata,
+when store=true (OpenAI's default is false). A streamed completion is stored as the completion
+its chunks add up to.
+
+Stored completions carry our own id (time-ordered, so lists page by id): upstream ids are often
+not unique across servers, or across restarts of one.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.chat.repository import ChatCompletionsRepository
+from app.chat.schemas import CreateChatCompletion
+from app.errors import NotFound, upstream_error
+from app.kit.http import page
+from app.kit.ids import new_id, now_seconds
+from app.kit.listing import PageQuery
+from app.providers.base import UpstreamFailure
+from app.providers.registry import Providers
+
+
+def not_found(completion_id: str) -> NotFound:
+    return NotFound(f"Chat completion with id '{completion_id}' not found.")
+
+
+def completion_id() -> str:
+    return new_id("chatcmpl").replace("_", "-", 1)
+
+
+def _row(
+    project_id: str, cid: str, req: CreateChatCompletion, completion: dict[str, Any]
+) -> dict[str, Any]:
+    request = req.upstream_payload()
+    messages = request.pop("messages")
+    request.pop("model")
+    return {
+        "id": cid,
+        "project_id": project_id,
+        "model": req.model,
+        "created": completion.get("created") or now_seconds(),
+        "metadata": req.metadata or {},
+        "messages": [{"id": f"{cid}-{n}", **m} for n, m in enumerate(messages)],
+        "request": request,
+        "completion": completion,
+    }
+
+
+async def _store(engine: AsyncEngine, row: dict[str, Any]) -> None:
+    async with engine.begin() as conn:
+        await ChatCompletionsRepository(conn).create(row)
+
+
+async def create(
+    engine: AsyncEngine, providers: Providers, project_id: str, req: CreateChatCompletion
+) -> dict[str, Any]:
+    provider = providers.for_model(req.model)
+    try:
+        completion = await provider.completion_raw(req.upstream_payload())
+    except UpstreamFailure as failure:
+        raise upstream_error(failure) from failure
+    completion["id"] = cid = completion_id()
+    if req.store:
+        await _store(engine, _row(project_id, cid, req, completion))
+    return completion
+
+
+async def create_stream(
+    engine: AsyncEngine, providers: Providers, project_id: str, req: CreateChatCompletion
+) -> AsyncIterator[dict[str, Any]]:
+    """The upstream's chunks as they come (with our id); stored at the end if asked."""
+    provider = providers.for_model(req.model)
+    cid = completion_id()
+    chunks = provider.chunks_raw(req.upstream_payload())
+    try:
+        first = await anext(chunks)  # an upstream that fails at once is a plain HTTP error
+    except StopAsyncIteration:
+        first = None
+    except UpstreamFailure as failure:
+        raise upstream_error(failure) from failure
+
+    async def relay() -> AsyncIterator[dict[str, Any]]:
+        assembled = Assembly(cid)
+        if first is not None:
+            assembled.add(first)
+            yield {**first, "id": cid}
+        async for chunk in chunks:
+            assembled.add(chunk)
+            yield {**chunk, "id": cid}
+        if req.store:
+            await _store(engine, _row(project_id, cid, req, assembled.completion()))
+
+    return relay()
+
+
+class Assembly:
+    """Streamed chunks added up into the chat.completion a non-streamed call returns."""
+
+    def __init__(self, cid: str) -> None:
+        self.cid = cid
+        self.head: dict[str, Any] = {}
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        if not self.head:
+            self.head = {
+                k: chunk.get(k) for k in ("created", "model", "system_fingerprint", "service_tier")
+            }
+        self.usage = chunk.get("usage") or self.usage
+        for choice in chunk.get("choices") or []:
+            slot = self.choices.setdefault(
+                choice.get("index", 0),
+                {
+                    "message": {"role": "assistant", "content": None},
+                    "finish_reason": None,
+                    "logprobs": None,
+                },
+            )
+            delta = choice.get("delta") or {}
+            message = slot["message"]
+            for key in ("content", "refusal", "reasoning_content"):
+                if delta.get(key):
+                    message[key] = (message.get(key) or "") + delta[key]
+            for call in delta.get("tool_calls") or []:
+                calls = message.setdefault("tool_calls", [])
+                while len(calls) <= call.get("index", 0):
+                    calls.append(
+                        {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                    )
+                target = calls[call.get("index", 0)]
+                target["id"] = call.get("id") or target["id"]
+                function = call.get("function") or {}
+                target["function"]["name"] += function.get("name") or ""
+                target["function"]["arguments"] += function.get("arguments") or ""
+            if choice.get("logprobs"):
+                logprobs = slot["logprobs"] = slot["logprobs"] or {"content": []}
+                logprobs["content"] += choice["logprobs"].get("content") or []
+            slot["finish_reason"] = choice.get("finish_reason") or slot["finish_reason"]
+
+    def completion(self) -> dict[str, Any]:
+        return {
+            "id": self.cid,
+            "object": "chat.completion",
+            **{k: v for k, v in self.head.items() if v is not None},
+            "choices": [{"index": i, **slot} for i, slot in sorted(self.choices.items())],
+            "usage": self.usage,
+        }
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row["completion"], "metadata": row["metadata"] or {}}
+
+
+async def get(engine: AsyncEngine, project_id: str, cid: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = await ChatCompletionsRepository(conn).get(project_id, cid)
+    if row is None:
+        raise not_found(cid)
+    return _shown(row)
+
+
+async def list_completions(
+    engine: AsyncEngine,
+    project_id: str,
+    query: PageQuery,
+    *,
+    model: str | None,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        rows = await ChatCompletionsRepository(conn).list_page(
+            project_id, query, model=model, metadata=metadata
+        )
+    return page([_shown(row) for row in rows], query.limit)
+
+
+async def list_messages(
+    engine: AsyncEngine, project_id: str, cid: str, query: PageQuery
+) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        messages = await ChatCompletionsRepository(conn).messages(project_id, cid)
+    if messages is None:
+        raise not_found(cid)
+    if query.order == "desc":
+        messages = messages[::-1]
+    if query.after is not None:
+        ids = [m["id"] for m in messages]
+        messages = messages[ids.index(query.after) + 1 :] if query.after in ids else []
+    return page(messages[: query.limit + 1], query.limit)
+
+
+async def update_metadata(
+    engine: AsyncEngine, project_id: str, cid: str, metadata: dict[str, str] | None
+) -> dict[str, Any]:
+    async with engine.begin() as conn:
+        repo = ChatCompletionsRepository(conn)
+        if not await repo.set_metadata(project_id, cid, metadata or {}):
+            raise not_found(cid)
+        row = await repo.get(project_id, cid)
+    assert row is not None
+    return _shown(row)
+
+
+async def delete(engine: AsyncEngine, project_id: str, cid: str) -> dict[str, Any]:
+    async with engine.begin() as conn:
+        if not await ChatCompletionsRepository(conn).delete(project_id, cid):
+            raise not_found(cid)
+    return {"object": "chat.completion.deleted", "id": cid, "deleted": True}

@@ -1,0 +1,68 @@
+"""Listing stored objects the OpenAI way: cursor pages ordered by id, filtered by metadata.
+
+Ids sort by creation (app/kit/ids.py), so `after` is a plain id comparison and each page is an
+index range scan. Several `metadata[k]=v` filters combine with AND: one JSONB containment test
+on PostgreSQL (served by the GIN index), one json_extract per key on SQLite.
+"""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Boolean, ColumnElement, Select, func, literal
+from sqlalchemy.dialects.postgresql import JSONB
+
+from app.errors import InvalidRequest
+from app.kit.metadata import validate_metadata
+
+
+class PageQuery(BaseModel):
+    # Query strings carry extras (the SDK's `include[]`, our metadata[...]): ignored here.
+    model_config = ConfigDict(extra="ignore")
+
+    after: str | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+    order: Literal["asc", "desc"] = "desc"
+
+
+async def metadata_filter(request: Request) -> dict[str, str]:
+    """`metadata[k]=v` query parameters as {k: v} (the SDK's encoding of metadata={...})."""
+    found: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name.startswith("metadata[") and name.endswith("]"):
+            found[name[len("metadata[") : -1]] = value
+        elif name == "metadata":
+            raise InvalidRequest(
+                "Filter by metadata as metadata[key]=value.", param="metadata", code="invalid_value"
+            )
+    try:
+        validate_metadata(found)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"Invalid 'metadata': {exc}.", param="metadata", code="invalid_value"
+        ) from exc
+    return found
+
+
+MetadataFilter = Annotated[dict[str, str], Depends(metadata_filter)]
+
+
+def metadata_matches(
+    column: Any, wanted: dict[str, str], dialect: str
+) -> list[ColumnElement[bool]]:
+    if not wanted:
+        return []
+    if dialect == "postgresql":
+        # metadata @> $1::jsonb, exactly the shape the GIN (jsonb_path_ops) index serves.
+        return [column.op("@>", return_type=Boolean)(literal(wanted, JSONB))]
+    return [func.json_extract(column, f'$."{key}"') == value for key, value in wanted.items()]
+
+
+def paged(query: Select[Any], id_column: Any, page: PageQuery) -> Select[Any]:
+    """One page (and one row more, to tell has_more) after the cursor, in order."""
+    if page.after is not None:
+        query = query.where(
+            id_column < page.after if page.order == "desc" else id_column > page.after
+        )
+    order = id_column.desc() if page.order == "desc" else id_column.asc()
+    return query.order_by(order).limit(page.limit + 1)
