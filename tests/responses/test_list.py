@@ -88,3 +88,6 @@ class TestListResponses:
             listed(client, status="sleeping")
         with pytest.raises(openai.BadRequestError):
             listed(client, limit=0)
+        with pytest.raises(openai.BadRequestError) as err:
+            listed(client, **{f"metadata[k{i}]": "v" for i in range(17)})
+        assert err.value.body["param"] == "metadata"  # type: ignore[index]
