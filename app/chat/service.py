@@ -16,7 +16,7 @@ from app.chat.schemas import CreateChatCompletion
 from app.errors import NotFound, upstream_error
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
-from app.kit.listing import PageQuery
+from app.kit.listing import PageQuery, page_of_list
 from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
 
@@ -183,12 +183,7 @@ async def list_messages(
         messages = await ChatCompletionsRepository(conn).messages(project_id, cid)
     if messages is None:
         raise not_found(cid)
-    if query.order == "desc":
-        messages = messages[::-1]
-    if query.after is not None:
-        ids = [m["id"] for m in messages]
-        messages = messages[ids.index(query.after) + 1 :] if query.after in ids else []
-    return page(messages[: query.limit + 1], query.limit)
+    return page_of_list(messages, query)
 
 
 async def update_metadata(

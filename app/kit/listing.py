@@ -13,6 +13,7 @@ from sqlalchemy import Boolean, ColumnElement, Select, func, literal
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.errors import InvalidRequest
+from app.kit.http import page
 from app.kit.metadata import validate_metadata
 
 
@@ -56,6 +57,17 @@ def metadata_matches(
         # metadata @> $1::jsonb, exactly the shape the GIN (jsonb_path_ops) index serves.
         return [column.op("@>", return_type=Boolean)(literal(wanted, JSONB))]
     return [func.json_extract(column, f'$."{key}"') == value for key, value in wanted.items()]
+
+
+def page_of_list(items: list[dict[str, Any]], query: PageQuery) -> dict[str, Any]:
+    """A page of a small list kept whole on its row (a response's input, a completion's
+    messages). An unknown cursor is past the end: an empty page, as for any exhausted cursor."""
+    if query.order == "desc":
+        items = items[::-1]
+    if query.after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(query.after) + 1 :] if query.after in ids else []
+    return page(items[: query.limit + 1], query.limit)
 
 
 def paged(query: Select[Any], id_column: Any, page: PageQuery) -> Select[Any]:

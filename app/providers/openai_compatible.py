@@ -34,17 +34,24 @@ def _error_message(body: bytes, status: int) -> str:
     return text or f"upstream answered HTTP {status}"
 
 
-def _delta(data: bytes) -> ChatDelta:
+def _chunk(data: bytes) -> dict[str, Any]:
+    """One streamed chunk; a failure some servers report in-stream as an UpstreamFailure."""
     try:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise UpstreamFailure(
             "server", "The model server streamed a chunk that is not JSON."
         ) from exc
-    if isinstance(chunk, dict) and "error" in chunk:  # some servers report failures in-stream
+    if not isinstance(chunk, dict):
+        raise UpstreamFailure("server", "The model server streamed a chunk that is not an object.")
+    if "error" in chunk:
         err = chunk["error"]
         message = err.get("message") if isinstance(err, dict) else str(err)
         raise UpstreamFailure("server", str(message or "The model server failed mid-answer."))
+    return chunk
+
+
+def _delta(chunk: dict[str, Any]) -> ChatDelta:
     out = ChatDelta(usage=chunk.get("usage"))
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
@@ -117,15 +124,9 @@ class OpenAICompatibleProvider:
     async def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]:
         """The completion as it is generated: the upstream is streamed too, so the first delta
         reaches our client as soon as the model produced it."""
-        body = orjson.dumps({**payload, "stream": True, "stream_options": {"include_usage": True}})
-        async with self._call("POST", "/chat/completions", body) as resp:
-            async for line in resp.content:
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    return
-                yield _delta(data)
+        options = {"stream": True, "stream_options": {"include_usage": True}}
+        async for chunk in self.chunks_raw({**payload, **options}):
+            yield _delta(chunk)
 
     async def completion_raw(self, payload: dict[str, Any]) -> dict[str, Any]:
         data = await self._json("POST", "/chat/completions", orjson.dumps(payload))
@@ -134,6 +135,7 @@ class OpenAICompatibleProvider:
         return data
 
     async def chunks_raw(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's SSE chunks, parsed, until [DONE]."""
         async with self._call("POST", "/chat/completions", orjson.dumps(payload)) as resp:
             async for line in resp.content:
                 if not line.startswith(b"data:"):
@@ -141,17 +143,7 @@ class OpenAICompatibleProvider:
                 data = line[5:].strip()
                 if data == b"[DONE]":
                     return
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError as exc:
-                    raise UpstreamFailure(
-                        "server", "The model server streamed a bad chunk."
-                    ) from exc
-                if isinstance(chunk, dict) and "error" in chunk:
-                    err = chunk["error"]
-                    message = err.get("message") if isinstance(err, dict) else str(err)
-                    raise UpstreamFailure("server", str(message or "The model server failed."))
-                yield chunk
+                yield _chunk(data)
 
     async def complete(self, payload: dict[str, Any]) -> ChatResult:
         data = await self._json("POST", "/chat/completions", orjson.dumps(payload))

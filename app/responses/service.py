@@ -22,7 +22,7 @@ from app.errors import InvalidRequest, NotFound, upstream_error
 from app.jobs import Enqueuer
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
-from app.kit.listing import PageQuery
+from app.kit.listing import PageQuery, page_of_list
 from app.providers.base import ModelProvider, UpstreamFailure
 from app.providers.registry import Providers
 from app.responses import streaming
@@ -342,10 +342,4 @@ async def list_input_items(
         items = await ResponsesRepository(conn).get_input(project_id, response_id)
     if items is None:
         raise not_found(response_id)
-    if query.order == "desc":
-        items = items[::-1]
-    if query.after is not None:
-        # An unknown cursor is past the end: an empty page, as for any exhausted cursor.
-        ids = [item["id"] for item in items]
-        items = items[ids.index(query.after) + 1 :] if query.after in ids else []
-    return page(items[: query.limit + 1], query.limit)
+    return page_of_list(items, query)
