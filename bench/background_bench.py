@@ -23,8 +23,8 @@ import time
 import aiohttp
 import asyncpg
 import orjson
-from loadgen import Call, Result, run, run_load, table, uvloop_in_use
-from responses_bench import JSON_HEADERS, SetupError, select
+from loadgen import Call, Result, SetupError, run, run_load, table, uvloop_in_use
+from responses_bench import JSON_HEADERS, select
 
 # The targets the README promises; printed next to the measured figures.
 CREATE_P99_MS_MAX = 50.0

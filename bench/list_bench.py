@@ -35,8 +35,8 @@ from urllib.parse import urlencode
 import aiohttp
 import asyncpg
 import orjson
-from loadgen import Call, Result, run, run_load, table, uvloop_in_use
-from responses_bench import SetupError, select
+from loadgen import Call, Result, SetupError, run, run_scenarios, table, uvloop_in_use
+from responses_bench import select
 
 PROJECT_ID = "proj_default"  # the project seed_metadata.py writes, and Tether's without auth
 # The target the README promises for every scenario here; printed next to the measured p50.
@@ -400,22 +400,13 @@ def report(results: dict[str, Result], walks: dict[str, Walk]) -> None:
 
 
 async def load(bench: Bench, args: argparse.Namespace) -> dict[str, Result]:
-    scenarios = bench.scenarios()
-    results: dict[str, Result] = {}
-    for name in select(SCENARIOS, args.only):
-        print(f"{name}: {args.warmup:g}s warm-up + {args.seconds:g}s", flush=True)
-        try:
-            call = await scenarios[name]()
-        except (SetupError, aiohttp.ClientError, OSError) as exc:
-            print(f"  setup failed, skipping: {exc}", file=sys.stderr)
-            continue
-        result = await run_load(
-            name, call, concurrency=args.concurrency, seconds=args.seconds, warmup=args.warmup
-        )
-        if result.first_error:
-            print(f"  first error: {result.first_error}", file=sys.stderr)
-        results[name] = result
-    return results
+    return await run_scenarios(
+        bench.scenarios(),
+        select(SCENARIOS, args.only),
+        concurrency=args.concurrency,
+        seconds=args.seconds,
+        warmup=args.warmup,
+    )
 
 
 async def main(args: argparse.Namespace) -> int:

@@ -8,9 +8,12 @@ count, so the numbers do not depend on how the warm-up ended.
 
 import asyncio
 import dataclasses
+import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
+
+import aiohttp
 
 T = TypeVar("T")
 
@@ -75,6 +78,34 @@ async def run_load(
     result.seconds = time.perf_counter() - measure_from
     result.latencies_ms.sort()
     return result
+
+
+class SetupError(Exception):
+    """A scenario could not be prepared: its server answered badly."""
+
+
+async def run_scenarios(
+    scenarios: Mapping[str, Callable[[], Awaitable[Call]]],
+    names: list[str],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+) -> dict[str, Result]:
+    """Set up and load each named scenario in turn; one that cannot be set up is skipped."""
+    results: dict[str, Result] = {}
+    for name in names:
+        print(f"{name}: {warmup:g}s warm-up + {seconds:g}s", flush=True)
+        try:
+            call = await scenarios[name]()
+        except (SetupError, aiohttp.ClientError, OSError) as exc:
+            print(f"  setup failed, skipping: {exc}", file=sys.stderr)
+            continue
+        result = await run_load(name, call, concurrency=concurrency, seconds=seconds, warmup=warmup)
+        if result.first_error:
+            print(f"  first error: {result.first_error}", file=sys.stderr)
+        results[name] = result
+    return results
 
 
 def table(results: list[Result]) -> str:

@@ -21,17 +21,13 @@ from typing import Any
 
 import aiohttp
 import orjson
-from loadgen import Call, Result, run, run_load, table, uvloop_in_use
+from loadgen import Call, Result, SetupError, run, run_scenarios, table, uvloop_in_use
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 # The targets the README promises; printed next to the measured ratios.
 CREATE_VS_UPSTREAM_MIN = 0.20
 RETRIEVE_RPS_MIN = 2000.0
 DEPTH_COST_MAX = 1.5
-
-
-class SetupError(Exception):
-    pass
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -209,21 +205,14 @@ async def main(args: argparse.Namespace) -> int:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         bench = Bench(session, args)
         scenarios = bench.scenarios()
-        results: dict[str, Result] = {}
         names = [n for n in scenarios if args.reference or n != "minimal handler create"]
-        for name in select(names, args.only):
-            print(f"{name}: {args.warmup:g}s warm-up + {args.seconds:g}s", flush=True)
-            try:
-                call = await scenarios[name]()
-            except (SetupError, aiohttp.ClientError, OSError) as exc:
-                print(f"  setup failed, skipping: {exc}", file=sys.stderr)
-                continue
-            result = await run_load(
-                name, call, concurrency=args.concurrency, seconds=args.seconds, warmup=args.warmup
-            )
-            if result.first_error:
-                print(f"  first error: {result.first_error}", file=sys.stderr)
-            results[name] = result
+        results = await run_scenarios(
+            scenarios,
+            select(names, args.only),
+            concurrency=args.concurrency,
+            seconds=args.seconds,
+            warmup=args.warmup,
+        )
     loop = "uvloop" if uvloop_in_use() else "asyncio"
     print(f"\nconcurrency {args.concurrency}, model {args.model!r}, client on {loop}")
     report(results, args.depth)
