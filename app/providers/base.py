@@ -38,6 +38,8 @@ class ChatDelta:
     reasoning: str = ""
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
+    # Tool-call pieces as the upstream streams them: {index, id?, function: {name?, arguments?}}
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ModelProvider(Protocol):

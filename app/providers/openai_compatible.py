@@ -57,6 +57,7 @@ def _delta(chunk: dict[str, Any]) -> ChatDelta:
         delta = choice.get("delta") or {}
         out.text += delta.get("content") or ""
         out.reasoning += delta.get("reasoning_content") or delta.get("reasoning") or ""
+        out.tool_calls += delta.get("tool_calls") or []
         out.finish_reason = choice.get("finish_reason") or out.finish_reason
     return out
 

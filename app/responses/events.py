@@ -14,6 +14,7 @@ from app.responses.translate import (
     failed_values,
     finish_status,
     finished_values,
+    function_call_item,
     message_item,
     reasoning_item,
 )
@@ -53,6 +54,8 @@ class TurnEvents:
             out += self._piece("reasoning", delta.reasoning)
         if delta.text:
             out += self._piece("message", delta.text)
+        for call in delta.tool_calls:
+            out += self._call_piece(call)
         self.finish_reason = delta.finish_reason or self.finish_reason
         self.usage = delta.usage or self.usage
         return out
@@ -116,7 +119,61 @@ class TurnEvents:
         )
         return item
 
+    def _call_piece(self, call: dict[str, Any], item_id: str | None = None) -> list[dict[str, Any]]:
+        """A streamed tool-call delta: the function_call item opens on its first piece, then
+        its arguments arrive as response.function_call_arguments.delta events."""
+        key = f"call:{call.get('index', 0)}"
+        function = call.get("function") or {}
+        out: list[dict[str, Any]] = []
+        item = self.open.get(key)
+        if item is None:
+            item = {
+                "id": new_id("fc"),
+                "type": "function_call",
+                "status": "in_progress",
+                "call_id": call.get("id") or new_id("call"),
+                "name": function.get("name") or "",
+                "arguments": "",
+            }
+            self.items.append(item)
+            self.open[key] = item
+            self.texts[key] = ""
+            out.append(
+                self.event(
+                    "response.output_item.added", output_index=len(self.items) - 1, item=item
+                )
+            )
+        arguments = function.get("arguments") or ""
+        if arguments:
+            self.texts[key] += arguments
+            out.append(
+                self.event(
+                    "response.function_call_arguments.delta",
+                    item_id=item["id"],
+                    output_index=self.items.index(item),
+                    delta=arguments,
+                )
+            )
+        return out
+
+    def _close_call(self, key: str) -> list[dict[str, Any]]:
+        item = self.open.pop(key)
+        index = self.items.index(item)
+        done = function_call_item(item["id"], item["call_id"], item["name"], self.texts[key])
+        self.items[index] = done
+        return [
+            self.event(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                arguments=done["arguments"],
+            ),
+            self.event("response.output_item.done", output_index=index, item=done),
+        ]
+
     def _close(self, kind: str, status: str) -> list[dict[str, Any]]:
+        if kind.startswith("call:"):
+            return self._close_call(kind)
         item = self.open.pop(kind)
         index = self.items.index(item)
         text = self.texts[kind]
@@ -162,9 +219,9 @@ class TurnEvents:
         """The row's final values and the closing events, once the model stopped."""
         status, incomplete = finish_status(self.finish_reason)
         out: list[dict[str, Any]] = []
-        if not any(item["type"] == "message" for item in self.items):
+        if not any(item["type"] in ("message", "function_call") for item in self.items):
             self._open("message", out)  # an empty answer still has its message
-        for kind in [k for k in ("reasoning", "message") if k in self.open]:
+        for kind in list(self.open):
             out += self._close(kind, status)
         values = finished_values(status, incomplete, self.items, self.usage, input_messages)
         return values, [*out, self._final(values)]
@@ -172,7 +229,7 @@ class TurnEvents:
     def abandon(self, input_messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The row's values when the stream's client went away mid-answer: what was generated
         so far, `incomplete` with reason `client_disconnected` (no events: nobody listens)."""
-        for kind in [k for k in ("reasoning", "message") if k in self.open]:
+        for kind in list(self.open):
             self._close(kind, "incomplete")
         return finished_values(
             "incomplete",
@@ -215,7 +272,14 @@ def replay_finished(response: dict[str, Any], background: bool) -> Iterator[dict
     if background:
         yield turn.lifecycle("response.queued")
     yield turn.lifecycle("response.in_progress", status="in_progress")
-    for item in response["output"]:
+    for n, item in enumerate(response["output"]):
+        if item["type"] == "function_call":
+            function = {"name": item["name"], "arguments": item["arguments"]}
+            yield from turn._call_piece(
+                {"index": n, "id": item["call_id"], "function": function}, item["id"]
+            )
+            yield from turn._close(f"call:{n}", "completed")
+            continue
         kind = "message" if item["type"] == "message" else "reasoning"
         part = item["content"][0] if item.get("content") else {}
         yield from turn._piece(kind, part.get("text") or part.get("refusal") or "", item["id"])

@@ -4,6 +4,7 @@ Every rejection names the exact `param` (e.g. `input[2].content[0].type`), as Op
 client can see which part of a long input is wrong.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from app.errors import InvalidRequest
@@ -129,6 +130,43 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
     }
 
 
+def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
+    _check_keys(item, {"type", "id", "call_id", "name", "arguments", "status"}, param)
+    return {
+        "id": _string(item.get("id") or new_id("fc"), f"{param}.id"),
+        "type": "function_call",
+        "call_id": _string(item.get("call_id"), f"{param}.call_id"),
+        "name": _string(item.get("name"), f"{param}.name"),
+        "arguments": _string(item.get("arguments"), f"{param}.arguments"),
+        "status": "completed",
+    }
+
+
+def _function_call_output(item: dict[str, Any], param: str) -> dict[str, Any]:
+    _check_keys(item, {"type", "id", "call_id", "output", "status"}, param)
+    return {
+        "id": _string(item.get("id") or new_id("fco"), f"{param}.id"),
+        "type": "function_call_output",
+        "call_id": _string(item.get("call_id"), f"{param}.call_id"),
+        "output": _string(item.get("output"), f"{param}.output"),
+        "status": "completed",
+    }
+
+
+def _reasoning(item: dict[str, Any], param: str) -> dict[str, Any]:
+    """An earlier turn's reasoning sent back (agents do): kept, not shown to the model."""
+    _check_keys(item, {"type", "id", "summary", "content", "encrypted_content", "status"}, param)
+    return {**item, "id": _string(item.get("id") or new_id("rs"), f"{param}.id")}
+
+
+ITEM_PARSERS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+    "message": _message,
+    "function_call": _function_call,
+    "function_call_output": _function_call_output,
+    "reasoning": _reasoning,
+}
+
+
 def normalize_input(raw: str | list[Any]) -> list[dict[str, Any]]:
     """The request's `input` as stored items, each with an id."""
     if isinstance(raw, str):
@@ -142,13 +180,15 @@ def normalize_input(raw: str | list[Any]) -> list[dict[str, Any]]:
                 f"Invalid type for '{param}': expected an object.", param=param, code="invalid_type"
             )
         kind = item.get("type", "message")
-        if kind != "message":
+        parse = ITEM_PARSERS.get(kind)
+        if parse is None:
             raise InvalidRequest(
-                f"Input items of type '{kind}' are not supported yet; send 'message' items.",
+                f"Input items of type '{kind}' are not supported; send 'message', "
+                "'function_call', 'function_call_output' or 'reasoning' items.",
                 param=f"{param}.type",
                 code="unsupported_value",
             )
-        normalized = _message(item, param)
+        normalized = parse(item, param)
         if normalized["id"] in seen:
             raise InvalidRequest(
                 f"Duplicate item id '{normalized['id']}' in input.",
@@ -160,8 +200,35 @@ def normalize_input(raw: str | list[Any]) -> list[dict[str, Any]]:
     return items
 
 
+def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items as chat-completions messages, dropping those the model need not see.
+
+    A turn's function calls join the assistant message just before them (or open one), as
+    `tool_calls`; each output becomes a `tool` message answering its call by id.
+    """
+    out: list[dict[str, Any]] = []
+    for item in items:
+        kind = item.get("type")
+        if kind == "function_call":
+            call = {
+                "id": item["call_id"],
+                "type": "function",
+                "function": {"name": item["name"], "arguments": item["arguments"]},
+            }
+            last = out[-1] if out else None
+            if last is None or last["role"] != "assistant":
+                last = {"role": "assistant", "content": None}
+                out.append(last)
+            last.setdefault("tool_calls", []).append(call)
+        elif kind == "function_call_output":
+            out.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
+        elif (message := to_chat_message(item)) is not None:
+            out.append(message)
+    return out
+
+
 def to_chat_message(item: dict[str, Any]) -> dict[str, Any] | None:
-    """A stored item as a chat-completions message (None for items the model need not see).
+    """A message item as a chat-completions message (None for other items).
 
     `developer` becomes `system`: most self-hosted servers' chat templates know no other role.
     """

@@ -36,6 +36,8 @@ from app.responses.translate import (
     chat_payload,
     check_reasoning,
     check_text,
+    check_tool_choice,
+    check_tools,
     completed_values,
     failed_values,
 )
@@ -75,16 +77,8 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
         raise _unsupported("conversation", "Conversations are not available yet.")
     if req.prompt is not None:
         raise _unsupported("prompt", "Prompt templates are not supported.")
-    if req.tools:  # function tools arrive with the agents issue
-        raise _unsupported(
-            "tools[0].type", f"Tool type '{req.tools[0].get('type')}' is not supported yet."
-        )
-    if req.tool_choice not in ("auto", "none"):
-        raise InvalidRequest(
-            "tool_choice requires tools; none were given.",
-            param="tool_choice",
-            code="invalid_value",
-        )
+    tools = check_tools(req.tools)
+    tool_choice = check_tool_choice(req.tool_choice, tools)
     return {
         "store": req.store,
         "max_output_tokens": req.max_output_tokens,
@@ -95,8 +89,8 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
         "top_logprobs": req.top_logprobs,
         "text": check_text(req.text),
         "reasoning": check_reasoning(req.reasoning),
-        "tool_choice": req.tool_choice,
-        "tools": [],
+        "tool_choice": tool_choice,
+        "tools": tools,
         "truncation": req.truncation,
         "user": req.user,
         "safety_identifier": req.safety_identifier,

@@ -5,7 +5,7 @@ from typing import Any
 from app.errors import InvalidRequest
 from app.kit.ids import new_id, now_seconds
 from app.providers.base import ChatResult, UpstreamFailure
-from app.responses.items import to_chat_message
+from app.responses.items import to_chat_messages
 
 TEXT_FORMATS = ("text", "json_schema", "json_object")
 REASONING_EFFORTS = (None, "none", "minimal", "low", "medium", "high", "xhigh")
@@ -57,6 +57,93 @@ def check_reasoning(reasoning: dict[str, Any] | None) -> dict[str, Any]:
     return {"effort": effort, "summary": reasoning.get("summary")}
 
 
+FUNCTION_KEYS = {"type", "name", "description", "parameters", "strict"}
+TOOL_CHOICES = ("auto", "none", "required")
+
+
+def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Function tools, as echoed back. Tools we do not run (web_search, file_search, MCP...)
+    are a 400 naming the type."""
+    out = []
+    for i, tool in enumerate(tools):
+        param = f"tools[{i}]"
+        if tool.get("type") != "function":
+            raise InvalidRequest(
+                f"Tool type '{tool.get('type')}' is not supported: Tether runs function tools "
+                "only.",
+                param=f"{param}.type",
+                code="unsupported_value",
+            )
+        for key in tool:
+            if key not in FUNCTION_KEYS:
+                raise InvalidRequest(
+                    f"Unknown parameter: '{param}.{key}'.",
+                    param=f"{param}.{key}",
+                    code="unknown_parameter",
+                )
+        if not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise InvalidRequest(
+                f"Missing required parameter: '{param}.name'.",
+                param=f"{param}.name",
+                code="missing_required_parameter",
+            )
+        out.append(
+            {
+                "type": "function",
+                "name": tool["name"],
+                "description": tool.get("description"),
+                "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+                "strict": tool.get("strict", True),
+            }
+        )
+    return out
+
+
+def check_tool_choice(choice: str | dict[str, Any], tools: list[dict[str, Any]]) -> Any:
+    names = {tool["name"] for tool in tools}
+    if isinstance(choice, str):
+        if choice not in TOOL_CHOICES:
+            raise InvalidRequest(
+                f"Invalid value: '{choice}'. Supported values are: 'auto', 'none' and 'required'.",
+                param="tool_choice",
+                code="invalid_value",
+            )
+        if choice == "required" and not tools:
+            raise InvalidRequest(
+                "tool_choice 'required' needs tools; none were given.",
+                param="tool_choice",
+                code="invalid_value",
+            )
+        return choice
+    if choice.get("type") != "function" or choice.get("name") not in names:
+        raise InvalidRequest(
+            "tool_choice must name one of the function tools given.",
+            param="tool_choice",
+            code="invalid_value",
+        )
+    return {"type": "function", "name": choice["name"]}
+
+
+def _tools_payload(params: dict[str, Any]) -> dict[str, Any]:
+    tools = params.get("tools") or []
+    if not tools:
+        return {}
+    choice = params.get("tool_choice", "auto")
+    return {
+        "tools": [
+            {
+                "type": "function",
+                "function": {k: v for k, v in tool.items() if k != "type" and v is not None},
+            }
+            for tool in tools
+        ],
+        "tool_choice": choice
+        if isinstance(choice, str)
+        else {"type": "function", "function": {"name": choice["name"]}},
+        "parallel_tool_calls": params.get("parallel_tool_calls", True),
+    }
+
+
 def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     fmt = text["format"]
     if fmt["type"] == "json_object":
@@ -69,7 +156,7 @@ def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
 
 def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Items as chat messages, dropping those the model need not see."""
-    return [m for m in map(to_chat_message, items) if m is not None]
+    return to_chat_messages(items)
 
 
 def chat_payload(
@@ -97,6 +184,7 @@ def chat_payload(
         payload["response_format"] = response_format
     if params["reasoning"]["effort"] is not None:
         payload["reasoning_effort"] = params["reasoning"]["effort"]
+    payload.update(_tools_payload(params))
     return payload
 
 
@@ -186,11 +274,33 @@ def finish_status(finish_reason: str | None) -> tuple[str, dict[str, Any] | None
     return "completed", None
 
 
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": "completed",
+    }
+
+
 def to_output(result: ChatResult) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:
     """(status, incomplete_details, output items) for a finished chat completion."""
     status, incomplete = finish_status(result.finish_reason)
     output: list[dict[str, Any]] = []
     if result.reasoning:
         output.append(reasoning_item(new_id("rs"), result.reasoning))
-    output.append(message_item(new_id("msg"), result.text or "", status))
+    if result.text or not result.tool_calls:  # an answer of calls only has no message
+        output.append(message_item(new_id("msg"), result.text or "", status))
+    for call in result.tool_calls:
+        function = call.get("function") or {}
+        output.append(
+            function_call_item(
+                new_id("fc"),
+                str(call.get("id") or new_id("call")),
+                str(function.get("name", "")),
+                str(function.get("arguments") or ""),
+            )
+        )
     return status, incomplete, output
