@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     upstream_timeout: float = Field(default=600.0, gt=0, description="seconds for a whole call")
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=256, ge=1)
+    # The model's context window in tokens, for truncation="auto" (unset: never truncate).
+    context_window_tokens: int | None = Field(default=None, gt=0)
     # `max_tokens` is what vLLM, Ollama, llama.cpp and SGLang all accept; OpenAI's reasoning
     # models want `max_completion_tokens`.
     upstream_max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"

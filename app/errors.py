@@ -5,6 +5,7 @@ exception class it would raise against OpenAI, and no stack trace ever leaves th
 """
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -74,11 +75,20 @@ class UpstreamRateLimited(APIError):
     type = "rate_limit_error"
 
 
+# How vLLM, llama.cpp, Ollama, SGLang and OpenAI word "the prompt does not fit".
+CONTEXT_LENGTH = re.compile(
+    r"context length|context window|maximum context|too many tokens|exceeds the .*context",
+    re.IGNORECASE,
+)
+
+
 def upstream_error(failure: UpstreamFailure, headers: dict[str, str] | None = None) -> APIError:
     """How a failed model call is answered: 4xx -> 400 with the upstream's message, 429 -> 429
     (so the SDK backs off and retries), unreachable, timeout or 5xx -> 502 server_error."""
     if failure.kind == "client":
-        return InvalidRequest(failure.message, headers=headers)
+        # OpenAI's code for it, so clients that handle it (by truncating) recognise it.
+        code = "context_length_exceeded" if CONTEXT_LENGTH.search(failure.message) else None
+        return InvalidRequest(failure.message, code=code, headers=headers)
     if failure.kind == "rate_limited":
         return UpstreamRateLimited(failure.message, code="rate_limit_exceeded", headers=headers)
     error = UpstreamError(failure.message, code="upstream_error", headers=headers)

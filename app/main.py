@@ -13,6 +13,7 @@ from app.background.runtime import JobRuntime
 from app.catalog.endpoints import router as catalog_router
 from app.chat.endpoints import router as chat_router
 from app.config import Settings, get_settings
+from app.conversations.endpoints import router as conversations_router
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.jobs import CeleryEnqueuer, celery_client
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(responses_router)
     app.include_router(chat_router)
+    app.include_router(conversations_router)
     app.include_router(catalog_router)
     return app
 

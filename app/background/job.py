@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.background.eventlog import JobEvents
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
+from app.conversations.repository import record_turn
 from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
 from app.responses.events import TurnEvents
@@ -81,8 +82,15 @@ async def _next_seq(events: JobEvents, job: Claim) -> int:
 
 
 async def finish(engine: AsyncEngine, job: Claim, values: dict[str, Any]) -> bool:
+    """The final compare-and-set; a turn that ended normally joins its conversation in the
+    same transaction."""
     async with engine.begin() as conn:
-        return await JobsRepository(conn).finish(job, values)
+        if not await JobsRepository(conn).finish(job, values):
+            return False
+        if values["status"] in ("completed", "incomplete"):
+            items = job.row["input"] + values.get("output", [])
+            await record_turn(conn, job.project_id, job.params, items)
+        return True
 
 
 async def release(engine: AsyncEngine, job: Claim) -> None:

@@ -1,7 +1,14 @@
 """ORM tables, one per module, re-exported so Alembic and relationships see them all."""
 
 from app.models.chat_completion import ChatCompletionRow
+from app.models.conversation import ConversationItemRow, ConversationRow
 from app.models.response import ResponseRow
 from app.models.response_event import ResponseEventRow
 
-__all__ = ["ChatCompletionRow", "ResponseEventRow", "ResponseRow"]
+__all__ = [
+    "ChatCompletionRow",
+    "ConversationItemRow",
+    "ConversationRow",
+    "ResponseEventRow",
+    "ResponseRow",
+]

@@ -16,6 +16,7 @@ class Providers:
         )
         self.echo = EchoProvider()
         self.max_tokens_param = settings.upstream_max_tokens_param
+        self.context_window = settings.context_window_tokens
 
     def for_model(self, model: str) -> ModelProvider:
         if self.upstream is not None:

@@ -11,7 +11,7 @@ from app.db import EngineDep, SessionDep
 from app.kit.http import json_response
 from app.kit.listing import MetadataFilter, PageQuery
 from app.responses import service, streaming
-from app.responses.schemas import CreateResponseRequest
+from app.responses.schemas import CountTokensRequest, CreateResponseRequest
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
@@ -42,6 +42,20 @@ async def create_response(
     if body.stream:
         return event_stream(await service.create_stream(deps, project_id, body, idempotency_key))
     return json_response(await service.create_response(deps, project_id, body, idempotency_key))
+
+
+@router.post("/input_tokens")
+async def count_input_tokens(
+    body: CountTokensRequest, request: Request, engine: EngineDep, project_id: ProjectDep
+) -> Response:
+    """How many input tokens a create with these parameters would use: exact where the model's
+    tokenizer is known, otherwise the estimate documented in app/responses/tokens.py."""
+    req = CreateResponseRequest.model_validate(
+        body.model_dump(exclude_unset=True)
+        | {"model": body.model or "echo", "store": False, "input": body.input or []}
+    )
+    providers = request.app.state.providers
+    return json_response(await service.count_input_tokens(engine, providers, project_id, req))
 
 
 @router.get("")

@@ -22,7 +22,9 @@ def render_response(row: Mapping[Any, Any]) -> dict[str, Any]:
         "output": row["output"],
         "parallel_tool_calls": params.get("parallel_tool_calls", True),
         "previous_response_id": row["previous_response_id"],
-        "conversation": None,
+        "conversation": {"id": params["conversation_id"]}
+        if params.get("conversation_id")
+        else None,
         "prompt_cache_key": params.get("prompt_cache_key"),
         "reasoning": params.get("reasoning") or {"effort": None, "summary": None},
         "safety_identifier": params.get("safety_identifier"),

@@ -43,3 +43,21 @@ class CreateResponseRequest(BaseModel):
     @classmethod
     def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, str] | None:
         return validate_metadata(value)
+
+
+class CountTokensRequest(BaseModel):
+    """POST /v1/responses/input_tokens: the parts of a create that make up its input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    input: str | list[Any] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    conversation: str | dict[str, Any] | None = None
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    tool_choice: str | dict[str, Any] = "auto"
+    parallel_tool_calls: bool = True
+    reasoning: dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    truncation: Literal["auto", "disabled"] = "disabled"

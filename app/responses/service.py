@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.background.eventlog import EventLog
 from app.background.repository import JobsRepository
+from app.conversations import service as conversations
+from app.conversations.repository import record_turn
 from app.errors import InvalidRequest, NotFound, upstream_error
 from app.jobs import Enqueuer
 from app.kit.http import page
@@ -25,7 +27,7 @@ from app.kit.ids import new_id, now_seconds
 from app.kit.listing import PageQuery, page_of_list
 from app.providers.base import ModelProvider, UpstreamFailure
 from app.providers.registry import Providers
-from app.responses import streaming
+from app.responses import streaming, tokens
 from app.responses.events import TurnEvents
 from app.responses.items import normalize_input
 from app.responses.render import render_response
@@ -63,6 +65,18 @@ def _unsupported(param: str, message: str) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="unsupported_value")
 
 
+def conversation_id(conversation: str | dict[str, Any] | None) -> str | None:
+    if conversation is None or isinstance(conversation, str):
+        return conversation
+    if not isinstance(conversation.get("id"), str):
+        raise InvalidRequest(
+            "Missing required parameter: 'conversation.id'.",
+            param="conversation.id",
+            code="missing_required_parameter",
+        )
+    return str(conversation["id"])
+
+
 def check_request(req: CreateResponseRequest) -> dict[str, Any]:
     """Reject what we cannot honour; return the parameters kept with the response."""
     if req.input is None:
@@ -73,8 +87,12 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
         raise InvalidRequest(
             "Background responses require store=true.", param="background", code="invalid_value"
         )
-    if req.conversation is not None:
-        raise _unsupported("conversation", "Conversations are not available yet.")
+    if req.conversation is not None and req.previous_response_id is not None:
+        raise InvalidRequest(
+            "Use either 'conversation' or 'previous_response_id', not both.",
+            param="previous_response_id",
+            code="invalid_value",
+        )
     if req.prompt is not None:
         raise _unsupported("prompt", "Prompt templates are not supported.")
     tools = check_tools(req.tools)
@@ -96,6 +114,7 @@ def check_request(req: CreateResponseRequest) -> dict[str, Any]:
         "safety_identifier": req.safety_identifier,
         "prompt_cache_key": req.prompt_cache_key,
         "service_tier": req.service_tier,
+        "conversation_id": conversation_id(req.conversation),
     }
 
 
@@ -173,6 +192,10 @@ async def prepare(
                 code="previous_response_in_progress",
             )
         history = chain.messages
+    elif params["conversation_id"] is not None:
+        async with engine.connect() as conn:
+            items = await conversations.visible_items(conn, project_id, params["conversation_id"])
+        history = chat_messages(items)
 
     new_messages = chat_messages(new_items)
     row: dict[str, Any] = {
@@ -197,6 +220,10 @@ async def prepare(
         "request_hash": req_hash,
         "enqueued_at": now_seconds() if req.background else None,
     }
+    if params["truncation"] == "auto" and providers.context_window:
+        system = [{"role": "system", "content": req.instructions}] if req.instructions else []
+        budget = providers.context_window - (req.max_output_tokens or 0)
+        history = tokens.truncate(system, history, new_messages, budget)
     payload = chat_payload(
         req.model, req.instructions, params, history, new_messages, providers.max_tokens_param
     )
@@ -223,6 +250,9 @@ async def create_response(
         row.update(failed_values(exc))
     if turn.store and (stored := await _store(engine, row)):
         return stored
+    if not turn.store and failure is None:
+        async with engine.begin() as conn:
+            await record_turn(conn, project_id, row["params"], row["input"] + row["output"])
     if failure is not None:
         raise upstream_error(failure, {"x-tether-response-id": row["id"]} if turn.store else None)
     return render_response(row)
@@ -269,12 +299,26 @@ async def _store(engine: AsyncEngine, row: dict[str, Any]) -> dict[str, Any] | N
     try:
         async with engine.begin() as conn:
             await ResponsesRepository(conn).create(row)
+            if row["status"] in ("completed", "incomplete"):
+                await record_turn(
+                    conn, row["project_id"], row["params"], row["input"] + row["output"]
+                )
     except PreviousResponseGone as exc:
         # The parent was deleted for good while the model was answering.
         raise previous_not_found(row["previous_response_id"]) from exc
     except DuplicateKey:
         return await _replay(engine, row["project_id"], row["idempotency_key"], row["request_hash"])
     return None
+
+
+async def count_input_tokens(
+    engine: AsyncEngine, providers: Providers, project_id: str, req: CreateResponseRequest
+) -> dict[str, Any]:
+    """What a create with these parameters would send the model, counted (app/responses/tokens)."""
+    turn = await prepare(engine, providers, project_id, req, None)
+    assert isinstance(turn, Turn)
+    count = tokens.estimate(turn.payload["messages"], turn.payload.get("tools"))
+    return {"object": "response.input_tokens", "input_tokens": count}
 
 
 async def get_response(engine: AsyncEngine, project_id: str, response_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.background.eventlog import EventLog
+from app.conversations.repository import record_turn
 from app.providers.base import ModelProvider, UpstreamFailure
 from app.responses.events import (
     TERMINAL_EVENTS,
@@ -60,20 +61,28 @@ async def synchronous(
             values, closing = turn.finish(row["messages"])
         except UpstreamFailure as failure:
             values, closing = turn.fail(failure)
-        if store:
-            await _finish(engine, row["id"], values)
+        await _finish(engine, row, values, store, record=True)
         finished = True
         for event in closing:
             yield event
     finally:
         if store and not finished:
             # Cancelled (the client went away) or failed on our side: never left in_progress.
-            await asyncio.shield(_finish(engine, row["id"], turn.abandon(row["messages"])))
+            abandoned = turn.abandon(row["messages"])
+            await asyncio.shield(_finish(engine, row, abandoned, store, record=False))
 
 
-async def _finish(engine: AsyncEngine, response_id: str, values: dict[str, Any]) -> None:
+async def _finish(
+    engine: AsyncEngine, row: dict[str, Any], values: dict[str, Any], store: bool, record: bool
+) -> None:
+    """The stream's end written: the row (if stored) and, for a turn that ended normally, its
+    items appended to the response's conversation."""
     async with engine.begin() as conn:
-        await ResponsesRepository(conn).finish_in_progress(response_id, values)
+        if store and not await ResponsesRepository(conn).finish_in_progress(row["id"], values):
+            return
+        if record and values["status"] in ("completed", "incomplete"):
+            items = row["input"] + values.get("output", [])
+            await record_turn(conn, row["project_id"], row["params"], items)
 
 
 async def follow(

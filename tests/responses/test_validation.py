@@ -166,7 +166,12 @@ CASES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
         "background",
         "invalid_value",
     ),
-    ("conversation", {"conversation": "conv_1"}, "conversation", "unsupported_value"),
+    (
+        "conversation with previous_response_id",
+        {"conversation": "conv_1", "previous_response_id": "resp_1"},
+        "previous_response_id",
+        "invalid_value",
+    ),
 ]
 
 
