@@ -40,6 +40,9 @@ class Knobs:
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     tool_calls: list[dict[str, str]] | None = None
+    # Only the first N requests call the tools (and say nothing); later ones answer `reply`,
+    # as a model does once it has the tools' results: what an agent loop needs.
+    tool_calls_times: int | None = None
     reasoning_content: str | None = None
     chunks: int | None = None
     chunk_delay: float = 0.0
@@ -60,7 +63,7 @@ class Knobs:
             raise ValueError("status must be an HTTP status code")
         if self.chunks is not None and self.chunks < 1:
             raise ValueError("chunks must be >= 1")
-        for name in ("fail_times", "drop_after_chunks"):
+        for name in ("fail_times", "drop_after_chunks", "tool_calls_times"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -205,6 +208,13 @@ class FakeUpstream:
             self._recorded.append((model, body, headers))
             knobs = self._scripts.get(model, self._defaults)
             nth = self._calls[model] = self._calls.get(model, 0) + 1
+            if knobs.tool_calls_times is not None:
+                calling = nth <= knobs.tool_calls_times
+                knobs = dataclasses.replace(
+                    knobs,
+                    reply=None if calling else knobs.reply,
+                    tool_calls=knobs.tool_calls if calling else None,
+                )
             completion_id = f"chatcmpl-fake-{next(self._completion_ids)}"
             call_ids = [f"call_{next(self._call_ids)}" for _ in knobs.tool_calls or []]
 
