@@ -3,9 +3,9 @@ as sent (a faithful proxy: tools, response_format, logprobs, n, stop, seed, ...)
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.kit.metadata import validate_metadata
+from app.kit.metadata import Metadata
 
 
 class CreateChatCompletion(BaseModel):
@@ -14,13 +14,8 @@ class CreateChatCompletion(BaseModel):
     model: str = Field(min_length=1)
     messages: list[dict[str, Any]] = Field(min_length=1)
     store: bool = False
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata = None
     stream: bool = False
-
-    @field_validator("metadata")
-    @classmethod
-    def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, str] | None:
-        return validate_metadata(value)
 
     def upstream_payload(self) -> dict[str, Any]:
         """The body for the upstream: ours minus `store` and `metadata`, which are Tether's to
@@ -34,9 +29,4 @@ class CreateChatCompletion(BaseModel):
 class UpdateChatCompletion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    metadata: dict[str, Any] | None
-
-    @field_validator("metadata")
-    @classmethod
-    def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, str] | None:
-        return validate_metadata(value)
+    metadata: Metadata

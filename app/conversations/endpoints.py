@@ -1,52 +1,17 @@
 """/v1/conversations: thin handlers."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.responses import Response
 
 from app.auth import ProjectDep
 from app.conversations import service
+from app.conversations.schemas import AddItems, CreateConversation, ItemsQuery, UpdateConversation
 from app.db import EngineDep
 from app.kit.http import json_response
-from app.kit.listing import PageQuery
-from app.kit.metadata import validate_metadata
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
-
-
-class CreateConversation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[Any] | None = None
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, str] | None:
-        return validate_metadata(value)
-
-
-class UpdateConversation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    metadata: dict[str, Any]
-
-    @field_validator("metadata")
-    @classmethod
-    def _check_metadata(cls, value: dict[str, Any]) -> dict[str, str] | None:
-        return validate_metadata(value)
-
-
-class AddItems(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[Any]
-
-
-class ItemsQuery(PageQuery):
-    order: Literal["asc", "desc"] = "desc"
 
 
 @router.post("")
@@ -68,7 +33,8 @@ async def retrieve_conversation(
 async def update_conversation(
     conversation_id: str, body: UpdateConversation, engine: EngineDep, project_id: ProjectDep
 ) -> Response:
-    return json_response(await service.update(engine, project_id, conversation_id, body.metadata))
+    metadata = body.metadata or {}
+    return json_response(await service.update(engine, project_id, conversation_id, metadata))
 
 
 @router.delete("/{conversation_id}")

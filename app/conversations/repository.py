@@ -17,7 +17,7 @@ class ConversationsRepository:
         self.db = db
 
     async def create(
-        self, project_id: str, conversation_id: str, metadata: dict[str, str]
+        self, project_id: str, conversation_id: str, metadata: dict[str, Any]
     ) -> dict[str, Any]:
         row = {
             "id": conversation_id,
@@ -40,7 +40,7 @@ class ConversationsRepository:
         return dict(row) if row else None
 
     async def set_metadata(
-        self, project_id: str, conversation_id: str, metadata: dict[str, str]
+        self, project_id: str, conversation_id: str, metadata: dict[str, Any]
     ) -> bool:
         c = conversations.c
         result = await self.db.execute(

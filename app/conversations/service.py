@@ -40,7 +40,7 @@ def check_items(raw: list[Any] | None) -> list[dict[str, Any]]:
 
 
 async def create(
-    engine: AsyncEngine, project_id: str, raw_items: list[Any] | None, metadata: dict[str, str]
+    engine: AsyncEngine, project_id: str, raw_items: list[Any] | None, metadata: dict[str, Any]
 ) -> dict[str, Any]:
     new = check_items(raw_items)
     async with engine.begin() as conn:
@@ -59,7 +59,7 @@ async def get(engine: AsyncEngine, project_id: str, conversation_id: str) -> dic
 
 
 async def update(
-    engine: AsyncEngine, project_id: str, conversation_id: str, metadata: dict[str, str]
+    engine: AsyncEngine, project_id: str, conversation_id: str, metadata: dict[str, Any]
 ) -> dict[str, Any]:
     async with engine.begin() as conn:
         repo = ConversationsRepository(conn)

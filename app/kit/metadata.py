@@ -1,6 +1,8 @@
 """Metadata as OpenAI limits it: at most 16 string pairs, keys <= 64 and values <= 512 chars."""
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
@@ -29,3 +31,7 @@ def validate_metadata(value: dict[str, Any] | None) -> dict[str, str] | None:
                 f"at most {MAX_METADATA_VALUE} are allowed"
             )
     return value
+
+
+# A request field holding metadata: validated as above, an OpenAI-shaped 400 otherwise.
+Metadata = Annotated[dict[str, Any] | None, AfterValidator(validate_metadata)]

@@ -39,7 +39,7 @@ def _string(value: Any, param: str) -> str:
     return value
 
 
-def _check_keys(obj: dict[str, Any], allowed: set[str], param: str) -> None:
+def check_keys(obj: dict[str, Any], allowed: set[str], param: str) -> None:
     for key in obj:
         if key not in allowed:
             raise InvalidRequest(
@@ -68,7 +68,7 @@ def _part(part: Any, role: str, param: str) -> dict[str, Any]:
             param=f"{param}.type",
             code="invalid_value",
         )
-    _check_keys(part, allowed[kind], param)
+    check_keys(part, allowed[kind], param)
     if kind in ("input_text", "output_text"):
         out: dict[str, Any] = {"type": kind, "text": _string(part.get("text"), f"{param}.text")}
         if kind == "output_text":
@@ -96,7 +96,7 @@ def _part(part: Any, role: str, param: str) -> dict[str, Any]:
 
 
 def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
-    _check_keys(item, MESSAGE_KEYS, param)
+    check_keys(item, MESSAGE_KEYS, param)
     role = item.get("role")
     if role not in ROLES:
         raise InvalidRequest(
@@ -131,7 +131,7 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
 
 
 def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
-    _check_keys(item, {"type", "id", "call_id", "name", "arguments", "status"}, param)
+    check_keys(item, {"type", "id", "call_id", "name", "arguments", "status"}, param)
     return {
         "id": _string(item.get("id") or new_id("fc"), f"{param}.id"),
         "type": "function_call",
@@ -143,7 +143,7 @@ def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
 
 
 def _function_call_output(item: dict[str, Any], param: str) -> dict[str, Any]:
-    _check_keys(item, {"type", "id", "call_id", "output", "status"}, param)
+    check_keys(item, {"type", "id", "call_id", "output", "status"}, param)
     return {
         "id": _string(item.get("id") or new_id("fco"), f"{param}.id"),
         "type": "function_call_output",
@@ -155,7 +155,7 @@ def _function_call_output(item: dict[str, Any], param: str) -> dict[str, Any]:
 
 def _reasoning(item: dict[str, Any], param: str) -> dict[str, Any]:
     """An earlier turn's reasoning sent back (agents do): kept, not shown to the model."""
-    _check_keys(item, {"type", "id", "summary", "content", "encrypted_content", "status"}, param)
+    check_keys(item, {"type", "id", "summary", "content", "encrypted_content", "status"}, param)
     return {**item, "id": _string(item.get("id") or new_id("rs"), f"{param}.id")}
 
 

@@ -3,9 +3,9 @@ names the field, and every limit is the documented one."""
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.kit.metadata import validate_metadata
+from app.kit.metadata import Metadata
 
 
 class CreateResponseRequest(BaseModel):
@@ -20,7 +20,7 @@ class CreateResponseRequest(BaseModel):
     background: bool = False
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_output_tokens: int | None = Field(default=None, ge=16)
@@ -38,11 +38,6 @@ class CreateResponseRequest(BaseModel):
     truncation: Literal["auto", "disabled"] = "disabled"
     include: list[str] | None = None
     prompt: dict[str, Any] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, str] | None:
-        return validate_metadata(value)
 
 
 class CountTokensRequest(BaseModel):

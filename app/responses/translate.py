@@ -5,7 +5,7 @@ from typing import Any
 from app.errors import InvalidRequest
 from app.kit.ids import new_id, now_seconds
 from app.providers.base import ChatResult, UpstreamFailure
-from app.responses.items import to_chat_messages
+from app.responses.items import check_keys, to_chat_messages
 
 TEXT_FORMATS = ("text", "json_schema", "json_object")
 REASONING_EFFORTS = (None, "none", "minimal", "low", "medium", "high", "xhigh")
@@ -74,13 +74,7 @@ def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 param=f"{param}.type",
                 code="unsupported_value",
             )
-        for key in tool:
-            if key not in FUNCTION_KEYS:
-                raise InvalidRequest(
-                    f"Unknown parameter: '{param}.{key}'.",
-                    param=f"{param}.{key}",
-                    code="unknown_parameter",
-                )
+        check_keys(tool, FUNCTION_KEYS, param)
         if not isinstance(tool.get("name"), str) or not tool["name"]:
             raise InvalidRequest(
                 f"Missing required parameter: '{param}.name'.",
