@@ -177,29 +177,18 @@ class TurnEvents:
         item = self.open.pop(kind)
         index = self.items.index(item)
         text = self.texts[kind]
+        extra: dict[str, Any]
         if kind == "message":
             done = message_item(item["id"], text, status)
-            out = [
-                self.event(
-                    "response.output_text.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    text=text,
-                    logprobs=[],
-                )
-            ]
+            name, extra = "response.output_text.done", {"logprobs": []}
         else:
             done = reasoning_item(item["id"], text)
-            out = [
-                self.event(
-                    "response.reasoning_text.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    text=text,
-                )
-            ]
+            name, extra = "response.reasoning_text.done", {}
+        out = [
+            self.event(
+                name, item_id=item["id"], output_index=index, content_index=0, text=text, **extra
+            )
+        ]
         self.items[index] = done
         out.append(
             self.event(
