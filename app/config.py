@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # waiting job_retry_backoff * 2**n seconds before the nth retry.
     job_upstream_retries: int = Field(default=3, ge=0)
     job_retry_backoff: float = Field(default=0.5, ge=0)
+    # The longest a background job may run, whatever it waits on; past it the job ends
+    # `failed`. Unset: every upstream attempt's whole timeout, the backoffs between them, and
+    # two minutes for the rest.
+    job_time_limit: float | None = Field(default=None, gt=0)
 
     # How long a background response's stream events are kept for resuming (then a stream of
     # a finished response is rebuilt from the stored response).
@@ -64,6 +68,14 @@ class Settings(BaseSettings):
     default_project_id: str = DEFAULT_PROJECT_ID
 
     log_level: str = "info"
+
+    @property
+    def job_time_limit_seconds(self) -> float:
+        if self.job_time_limit is not None:
+            return self.job_time_limit
+        attempts = self.job_upstream_retries + 1
+        backoffs = sum(self.job_retry_backoff * 2.0**n for n in range(self.job_upstream_retries))
+        return float(self.upstream_timeout * attempts + backoffs + 120)
 
     @field_validator("upstream_base_url", "upstream_api_key", "redis_url", mode="before")
     @classmethod

@@ -5,7 +5,6 @@ exception class it would raise against OpenAI, and no stack trace ever leaves th
 """
 
 import logging
-import re
 from typing import Any
 
 import orjson
@@ -13,8 +12,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-
-from app.providers.base import UpstreamFailure
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +60,13 @@ class NotFound(APIError):
     should_retry = False
 
 
+class Conflict(APIError):
+    """The request collides with another still in progress; retrying later can succeed."""
+
+    status_code = 409
+    type = "invalid_request_error"
+
+
 class UpstreamError(APIError):
     """The model server failed us: unreachable, timed out or answered 5xx."""
 
@@ -73,29 +77,6 @@ class UpstreamError(APIError):
 class UpstreamRateLimited(APIError):
     status_code = 429
     type = "rate_limit_error"
-
-
-# How vLLM, llama.cpp, Ollama, SGLang and OpenAI word "the prompt does not fit".
-CONTEXT_LENGTH = re.compile(
-    r"context length|context window|maximum context|too many tokens|exceeds the .*context",
-    re.IGNORECASE,
-)
-
-
-def upstream_error(failure: UpstreamFailure, headers: dict[str, str] | None = None) -> APIError:
-    """How a failed model call is answered: 4xx -> 400 with the upstream's message, 429 -> 429
-    (so the SDK backs off and retries), unreachable, timeout or 5xx -> 502 server_error."""
-    if failure.kind == "client":
-        # OpenAI's code for it, so clients that handle it (by truncating) recognise it.
-        code = "context_length_exceeded" if CONTEXT_LENGTH.search(failure.message) else None
-        return InvalidRequest(failure.message, code=code, headers=headers)
-    if failure.kind == "rate_limited":
-        return UpstreamRateLimited(failure.message, code="rate_limit_exceeded", headers=headers)
-    error = UpstreamError(failure.message, code="upstream_error", headers=headers)
-    if failure.kind == "timeout":
-        # Retrying a call that ran out its whole timeout only triples the wait.
-        error.should_retry = False
-    return error
 
 
 def error_response(

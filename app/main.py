@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.background.eventlog import create_event_log
 from app.background.runtime import JobRuntime
 from app.catalog.endpoints import router as catalog_router
 from app.chat.endpoints import router as chat_router
@@ -17,6 +16,7 @@ from app.conversations.endpoints import router as conversations_router
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.jobs import CeleryEnqueuer, celery_client
+from app.kit.eventlog import create_event_log
 from app.kit.request_id import RequestIdMiddleware
 from app.providers.registry import Providers
 from app.responses.endpoints import router as responses_router
@@ -56,7 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.enqueuer = runtime
             runtime.start()
         app.state.responses = Deps(
-            app.state.engine, app.state.providers, app.state.enqueuer, app.state.event_log
+            app.state.engine,
+            app.state.providers,
+            app.state.enqueuer,
+            app.state.event_log,
+            idempotency_wait=settings.upstream_timeout + 30,
         )
         tune_gc()
         try:

@@ -13,7 +13,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from app.config import get_settings
-from app.jobs import RUN_RESPONSE_TASK  # noqa: F401  (the name the tasks register under)
+from workers.runtime import get_runtime, stop_runtime
 
 settings = get_settings()
 
@@ -31,9 +31,9 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     # Longer than the longest job, so Redis does not redeliver a job still running; a worker
     # that died is noticed much sooner through its lease (DESIGN §6.3).
-    broker_transport_options={"visibility_timeout": int(settings.upstream_timeout) + 600},
-    # Bounds a stuck job: past the upstream timeout and every retry, the task is ended.
-    task_time_limit=int(settings.upstream_timeout * (settings.job_upstream_retries + 1)) + 120,
+    broker_transport_options={"visibility_timeout": int(settings.job_time_limit_seconds) + 600},
+    # No task_time_limit: only the prefork pool enforces it. A job is bounded by JOB_TIME_LIMIT
+    # in the job engine, and its task thread's wait by workers/runtime.py.
 )
 
 
@@ -41,13 +41,9 @@ app.conf.update(
 def _start_runtime(**_: object) -> None:
     # The sweeper must run even on a worker that receives no task: it is what rescues the jobs
     # of a worker that died.
-    from workers.runtime import get_runtime
-
     get_runtime()
 
 
 @worker_shutdown.connect
 def _stop_runtime(**_: object) -> None:
-    from workers.runtime import stop_runtime
-
     stop_runtime()

@@ -2,26 +2,39 @@
 
 Created after the pool exists (per process, never inherited through a fork), as SQLAlchemy's
 pooling docs ask: the engine and the upstream client belong to the loop that uses them.
+
+A task thread waits for its job with a deadline. Celery's `task_time_limit` is enforced only
+by the prefork pool; on the threads pool it does nothing, so the bound lives here: the job
+itself ends `failed` at JOB_TIME_LIMIT (app/background/job.py), and should the loop not even
+manage that, the thread stops waiting a little later and the job is left to its lease.
 """
 
 import asyncio
+import concurrent.futures
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from app.background.eventlog import create_event_log
 from app.background.runtime import JobRuntime
 from app.config import get_settings
 from app.db import create_engine
-from app.jobs import CeleryEnqueuer
+from app.jobs import CeleryEnqueuer, celery_client
+from app.kit.eventlog import create_event_log
 from app.providers.registry import Providers
+
+log = logging.getLogger(__name__)
+
+# How long past its time limit a task thread still waits for a job to write its end.
+TIME_LIMIT_GRACE = 30.0
+# Starting and stopping the runtime: a few queries, the sweeper's last pass.
+LIFECYCLE_TIMEOUT = 30.0
 
 
 class WorkerRuntime:
     def __init__(self) -> None:
-        from workers.celery_app import app as celery
-
         settings = get_settings()
+        self.time_limit = settings.job_time_limit_seconds
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="tether-jobs", daemon=True
@@ -30,24 +43,37 @@ class WorkerRuntime:
         self.engine = create_engine(settings)
         self.providers = Providers(settings)
         self.log = create_event_log(settings, self.engine)
-        self.enqueuer = CeleryEnqueuer(celery)
+        # A sending client of its own, configured like the app's: the sweeper's re-enqueues.
+        self.enqueuer = CeleryEnqueuer(celery_client(settings))
         self.jobs = JobRuntime(
             self.engine, self.providers, settings, self.log, requeue=self.enqueuer.enqueue
         )
-        self.call(self._start())
+        self.call(self._start(), LIFECYCLE_TIMEOUT)
 
     async def _start(self) -> None:
         self.jobs.start()
 
-    def call(self, coro: Coroutine[Any, Any, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def call(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def run(self, response_id: str) -> None:
-        """Run one job to its end; called from a task thread, which waits."""
-        self.call(self.jobs.run(response_id))
+        """Run one job to its end; called from a task thread, which waits (bounded)."""
+        future = asyncio.run_coroutine_threadsafe(self.jobs.run(response_id), self.loop)
+        try:
+            future.result(self.time_limit + TIME_LIMIT_GRACE)
+        except concurrent.futures.TimeoutError:
+            log.error(
+                "response %s: no end %.0fs past its time limit; leaving it to its lease",
+                response_id,
+                TIME_LIMIT_GRACE,
+            )
+            self.loop.call_soon_threadsafe(self.jobs.abandon, response_id)
 
     def stop(self) -> None:
-        self.call(self._stop())
+        try:
+            self.call(self._stop(), LIFECYCLE_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            log.error("worker runtime did not stop within %.0fs", LIFECYCLE_TIMEOUT)
         self.enqueuer.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)

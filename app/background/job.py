@@ -1,66 +1,83 @@
-"""One background response, from claim to terminal status (DESIGN §6.2)."""
+"""One background response, from claim to terminal status (DESIGN §6.2).
+
+The model call is built and the turn ended by app/responses/turn.py, as for every other turn;
+what is the job's own is the claim, the retries of transient upstream failures, the event log,
+and the time limit.
+"""
 
 import asyncio
 import logging
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.background.eventlog import JobEvents
-from app.background.repository import Claim, JobsRepository
+from app.background.repository import Claim
 from app.config import Settings
-from app.conversations.repository import record_turn
+from app.errors import APIError
+from app.kit.eventlog import JobEvents
 from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
+from app.responses import turn
+from app.responses.domain import FinalValues, ResponseStatus
 from app.responses.events import TurnEvents
 from app.responses.render import render_response
 from app.responses.repository import ResponsesRepository
-from app.responses.translate import chat_payload
 
 log_ = logging.getLogger(__name__)
+
+Ending = tuple[FinalValues, list[dict[str, object]]]
 
 
 async def claim(engine: AsyncEngine, response_id: str, settings: Settings) -> Claim | None:
     async with engine.begin() as conn:
-        return await JobsRepository(conn).claim(response_id, settings.job_lease_seconds)
+        row = await ResponsesRepository(conn).claim(response_id, settings.job_lease_seconds)
+    return Claim(row) if row is not None else None
 
 
 async def execute(
     engine: AsyncEngine, providers: Providers, settings: Settings, events: JobEvents, job: Claim
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> Ending:
     """Stream the model's answer for a claimed job into the event log.
 
     Returns the row's final values and the closing events, which the caller appends only once
     its final compare-and-set succeeded: no stream ever says `completed` for a response the
     database says was cancelled.
     """
-    history: list[dict[str, Any]] = []
-    if job.previous_response_id is not None:
-        async with engine.connect() as conn:
-            chain = await ResponsesRepository(conn).chain(
-                job.project_id, job.previous_response_id, head_may_be_deleted=True
-            )
-        history = chain.messages
-    payload = chat_payload(
-        job.model, job.instructions, job.params, history, job.messages, providers.max_tokens_param
-    )
     # A re-run after a lost worker continues the numbering: a resuming client never sees a
     # sequence number twice (it may see the lost attempt's partial output before this one's).
-    turn = TurnEvents(render_response(job.row), next_seq=await _next_seq(events, job))
-    events.add([turn.lifecycle("response.in_progress", status="in_progress")])
+    stream = TurnEvents(render_response(job.row), next_seq=await _next_seq(events, job))
+    events.add([stream.lifecycle("response.in_progress", status=ResponseStatus.IN_PROGRESS)])
+    limit = settings.job_time_limit_seconds
     try:
-        provider = providers.for_model(job.model)
-    except Exception as exc:  # the model went away since the create: not worth retrying
-        return turn.fail(UpstreamFailure("client", str(exc)))
+        async with asyncio.timeout(limit):
+            return await _run(engine, providers, settings, events, job, stream)
+    except TimeoutError:
+        log_.warning("response %s: ran past its time limit of %ss; failed", job.id, limit)
+        message = f"The response ran past its time limit of {limit:g} seconds (JOB_TIME_LIMIT)."
+        return stream.fail(UpstreamFailure("timeout", message))
+
+
+async def _run(
+    engine: AsyncEngine,
+    providers: Providers,
+    settings: Settings,
+    events: JobEvents,
+    job: Claim,
+    stream: TurnEvents,
+) -> Ending:
+    try:
+        provider = providers.for_model(job.row["model"])
+        payload = await turn.build_payload(engine, providers, job.row, accepted=True)
+    except APIError as exc:  # the model or the conversation went away since the create
+        return stream.fail(UpstreamFailure("client", exc.message))
     for retry in range(settings.job_upstream_retries + 1):
         try:
             async for delta in provider.stream(payload):
-                events.add(turn.delta(delta))
-            return turn.finish(job.messages)
+                events.add(stream.delta(delta))
+            return stream.finish(job.row["messages"])
         except UpstreamFailure as failure:
             # Retried only while nothing was streamed: a client may already hold those deltas.
-            if not failure.transient or retry == settings.job_upstream_retries or turn.items:
-                return turn.fail(failure)
+            if not failure.transient or retry == settings.job_upstream_retries or stream.items:
+                return stream.fail(failure)
             log_.info(
                 "response %s: transient upstream failure (%s), retrying", job.id, failure.message
             )
@@ -74,25 +91,19 @@ async def _next_seq(events: JobEvents, job: Claim) -> int:
     if job.attempt == 1:
         return 2
     try:
-        return await events.log.last_seq(job.id) + 1
+        last = await events.log.last(job.id)
     except Exception:
         log_.exception("event log of %s unreadable; its stream ends early", job.id)
         events.broken = True
         return 2
+    return 0 if last is None else int(last["sequence_number"]) + 1
 
 
-async def finish(engine: AsyncEngine, job: Claim, values: dict[str, Any]) -> bool:
-    """The final compare-and-set; a turn that ended normally joins its conversation in the
-    same transaction."""
-    async with engine.begin() as conn:
-        if not await JobsRepository(conn).finish(job, values):
-            return False
-        if values["status"] in ("completed", "incomplete"):
-            items = job.row["input"] + values.get("output", [])
-            await record_turn(conn, job.project_id, job.params, items)
-        return True
+async def finish(engine: AsyncEngine, job: Claim, values: FinalValues) -> bool:
+    """The job's end, written as every turn's is (app/responses/turn.py), as its attempt."""
+    return await turn.end(engine, job.row, values, attempt=job.attempt)
 
 
 async def release(engine: AsyncEngine, job: Claim) -> None:
     async with engine.begin() as conn:
-        await JobsRepository(conn).release(job)
+        await ResponsesRepository(conn).release(job.id, job.attempt)

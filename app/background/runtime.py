@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.background import job
-from app.background.eventlog import EventLog, JobEvents
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
+from app.kit.eventlog import EventLog, JobEvents
 from app.providers.registry import Providers
+from app.responses.repository import ResponsesRepository
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,15 @@ class JobRuntime:
             log.info("response %s was cancelled or re-run meanwhile; result dropped", claimed.id)
         await events.drain()
 
+    def abandon(self, response_id: str) -> None:
+        """Stop running a job without writing anything: its lease runs out and the sweeper
+        re-runs it (counting the attempt) or fails it. For a job whose waiter gave up on it
+        (workers/runtime.py), not for shutdown, which gives jobs back at once."""
+        entry = self.running.get(response_id)
+        if entry is not None:
+            self.revoked.add(response_id)
+            entry[1].cancel()
+
     async def enqueue(self, ids: list[str]) -> None:
         """Embedded mode's queue (app.jobs.Enqueuer): run the jobs here, within capacity."""
         for response_id in ids:
@@ -142,10 +152,10 @@ class JobRuntime:
     async def _sweep(self) -> None:
         settings = self.settings
         async with self.engine.begin() as conn:
-            repo = JobsRepository(conn)
-            again = await repo.requeue_expired(settings.job_max_attempts)
-            failed = await repo.fail_expired(settings.job_max_attempts)
-            lost = await repo.requeue_lost(settings.job_requeue_after)
+            responses = ResponsesRepository(conn)
+            again = await responses.requeue_expired(settings.job_max_attempts)
+            failed = await responses.fail_expired(settings.job_max_attempts)
+            lost = await JobsRepository(conn).requeue_lost(settings.job_requeue_after)
         await self.log.trim()
         if again:
             log.warning("re-running %d responses whose worker was lost: %s", len(again), again)

@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.chat.repository import ChatCompletionsRepository
 from app.chat.schemas import CreateChatCompletion
-from app.errors import NotFound, upstream_error
+from app.errors import NotFound
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
 from app.kit.listing import PageQuery, page_of_list
-from app.providers.base import UpstreamFailure
+from app.providers.base import UpstreamFailure, upstream_error
 from app.providers.registry import Providers
 
 

@@ -2,10 +2,11 @@
 
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 
 from app.kit.driver import Db
 from app.kit.ids import now_seconds
+from app.kit.listing import PageQuery
 from app.models import ConversationItemRow, ConversationRow
 
 conversations = cast(Table, ConversationRow.__table__)
@@ -99,6 +100,36 @@ class ConversationsRepository:
         )
         return [row.item for row in result]
 
+    async def page(self, conversation_id: str, query: PageQuery) -> list[dict[str, Any]]:
+        """One page of items (and one more, to tell has_more), on the (conversation, seq) key.
+
+        `after` is an item id: the page starts past its position. An id given twice is taken
+        at its first position in the page's order; an unknown one is past the end (no rows).
+        """
+        i = conversation_items.c
+        stmt = select(i.item).where(i.conversation_id == conversation_id)
+        if query.after is not None:
+            edge = func.max(i.seq) if query.order == "desc" else func.min(i.seq)
+            cursor = (
+                select(edge)
+                .where(i.conversation_id == conversation_id, i.item_id == query.after)
+                .scalar_subquery()
+            )
+            stmt = stmt.where(i.seq < cursor if query.order == "desc" else i.seq > cursor)
+        order = i.seq.desc() if query.order == "desc" else i.seq.asc()
+        result = await self.db.execute(stmt.order_by(order).limit(query.limit + 1))
+        return [row.item for row in result]
+
+    async def item(self, conversation_id: str, item_id: str) -> dict[str, Any] | None:
+        i = conversation_items.c
+        result = await self.db.execute(
+            select(i.item)
+            .where(i.conversation_id == conversation_id, i.item_id == item_id)
+            .order_by(i.seq)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
     async def delete_item(self, conversation_id: str, item_id: str) -> bool:
         i = conversation_items.c
         result = await self.db.execute(
@@ -107,13 +138,3 @@ class ConversationsRepository:
             )
         )
         return bool(getattr(result, "rowcount", 0))
-
-
-async def record_turn(
-    db: Db, project_id: str, params: dict[str, Any], items: list[dict[str, Any]]
-) -> None:
-    """A finished response's input and output, appended to its conversation (if it has one;
-    a conversation deleted meanwhile just gets nothing)."""
-    conversation_id = params.get("conversation_id")
-    if conversation_id:
-        await ConversationsRepository(db).append(project_id, conversation_id, items)

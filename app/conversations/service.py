@@ -8,9 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.conversations.repository import ConversationsRepository
 from app.errors import InvalidRequest, NotFound
 from app.kit.driver import Db
+from app.kit.http import page
 from app.kit.ids import new_id
-from app.kit.listing import PageQuery, page_of_list
-from app.responses.items import normalize_input
+from app.kit.items import normalize_input
+from app.kit.listing import PageQuery
 
 MAX_ITEMS_PER_CALL = 20
 
@@ -93,30 +94,46 @@ async def add_items(
     }
 
 
-async def visible_items(db: Db, project_id: str, conversation_id: str) -> list[dict[str, Any]]:
-    repo = ConversationsRepository(db)
+async def _visible(repo: ConversationsRepository, project_id: str, conversation_id: str) -> None:
     if await repo.get(project_id, conversation_id) is None:
         raise not_found(conversation_id)
+
+
+async def visible_items(db: Db, project_id: str, conversation_id: str) -> list[dict[str, Any]]:
+    """Every item of a conversation, oldest first: the history a response in it reads."""
+    repo = ConversationsRepository(db)
+    await _visible(repo, project_id, conversation_id)
     return await repo.items(conversation_id)
+
+
+async def record_turn(
+    db: Db, project_id: str, conversation_id: str, items: list[dict[str, Any]]
+) -> None:
+    """A finished response's input and output, appended to its conversation (a conversation
+    deleted meanwhile just gets nothing)."""
+    await ConversationsRepository(db).append(project_id, conversation_id, items)
 
 
 async def list_items(
     engine: AsyncEngine, project_id: str, conversation_id: str, query: PageQuery
 ) -> dict[str, Any]:
     async with engine.connect() as conn:
-        found = await visible_items(conn, project_id, conversation_id)
-    return page_of_list(found, query)
+        repo = ConversationsRepository(conn)
+        await _visible(repo, project_id, conversation_id)
+        found = await repo.page(conversation_id, query)
+    return page(found, query.limit)
 
 
 async def get_item(
     engine: AsyncEngine, project_id: str, conversation_id: str, item_id: str
 ) -> dict[str, Any]:
     async with engine.connect() as conn:
-        found = await visible_items(conn, project_id, conversation_id)
-    for item in found:
-        if item["id"] == item_id:
-            return item
-    raise NotFound(f"Item with id '{item_id}' not found.")
+        repo = ConversationsRepository(conn)
+        await _visible(repo, project_id, conversation_id)
+        item = await repo.item(conversation_id, item_id)
+    if item is None:
+        raise NotFound(f"Item with id '{item_id}' not found.")
+    return item
 
 
 async def delete_item(

@@ -8,7 +8,7 @@ from app.db import Base
 
 class ResponseEventRow(Base):
     """A background response's stream events, kept for resumption. Embedded mode only: with
-    REDIS_URL they live in a Redis stream per response (app/background/eventlog.py)."""
+    REDIS_URL they live in a Redis stream per response (app/kit/eventlog.py)."""
 
     __tablename__ = "response_events"
 

@@ -1,8 +1,11 @@
 """What the rest of the app knows about a model: a chat-completions payload in, a result out."""
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from app.errors import APIError, InvalidRequest, UpstreamError, UpstreamRateLimited
 
 FailureKind = Literal["client", "rate_limited", "server", "timeout", "unreachable"]
 
@@ -19,6 +22,29 @@ class UpstreamFailure(Exception):
     @property
     def transient(self) -> bool:
         return self.kind != "client"
+
+
+# How vLLM, llama.cpp, Ollama, SGLang and OpenAI word "the prompt does not fit".
+CONTEXT_LENGTH = re.compile(
+    r"context length|context window|maximum context|too many tokens|exceeds the .*context",
+    re.IGNORECASE,
+)
+
+
+def upstream_error(failure: UpstreamFailure, headers: dict[str, str] | None = None) -> APIError:
+    """How a failed model call is answered: 4xx -> 400 with the upstream's message, 429 -> 429
+    (so the SDK backs off and retries), unreachable, timeout or 5xx -> 502 server_error."""
+    if failure.kind == "client":
+        # OpenAI's code for it, so clients that handle it (by truncating) recognise it.
+        code = "context_length_exceeded" if CONTEXT_LENGTH.search(failure.message) else None
+        return InvalidRequest(failure.message, code=code, headers=headers)
+    if failure.kind == "rate_limited":
+        return UpstreamRateLimited(failure.message, code="rate_limit_exceeded", headers=headers)
+    error = UpstreamError(failure.message, code="upstream_error", headers=headers)
+    if failure.kind == "timeout":
+        # Retrying a call that ran out its whole timeout only triples the wait.
+        error.should_retry = False
+    return error
 
 
 @dataclass(slots=True)

@@ -1,8 +1,10 @@
 """The Responses streaming events (DESIGN §5), numbered from a sequence_number on.
 
 TurnEvents turns the model's deltas into events and assembles the output as it goes, so the
-stored response is exactly what was streamed. replay_finished() rebuilds the events of a
-finished response from its row, for a stream whose event log has expired.
+stored response is exactly what was streamed. As OpenAI does, each output item is closed (its
+`.done` events sent) before the next one opens: a reasoning model's reasoning item ends when
+its answer's message begins. replay_finished() rebuilds the events of a finished response from
+its row, for a stream whose event log has expired, through the same TurnEvents.
 """
 
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from typing import Any
 
 from app.kit.ids import new_id
 from app.providers.base import ChatDelta, UpstreamFailure
+from app.responses.domain import FinalValues, ResponseStatus
 from app.responses.translate import (
     failed_values,
     finish_status,
@@ -23,9 +26,10 @@ TERMINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete
 
 
 def final_event_type(status: str) -> str:
-    return {"failed": "response.failed", "incomplete": "response.incomplete"}.get(
-        status, "response.completed"
-    )
+    return {
+        ResponseStatus.FAILED: "response.failed",
+        ResponseStatus.INCOMPLETE: "response.incomplete",
+    }.get(ResponseStatus(status), "response.completed")
 
 
 class TurnEvents:
@@ -35,6 +39,7 @@ class TurnEvents:
         self.items: list[dict[str, Any]] = []  # output items, in stream order
         self.open: dict[str, dict[str, Any]] = {}  # "reasoning" / "message" -> item
         self.texts: dict[str, str] = {}
+        self.calls: dict[str, int] = {}  # tool-call key -> its index in items
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
 
@@ -81,6 +86,7 @@ class TurnEvents:
     def _open(
         self, kind: str, out: list[dict[str, Any]], item_id: str | None = None
     ) -> dict[str, Any]:
+        out += self._close_open()
         if kind == "message":
             item: dict[str, Any] = {
                 "id": item_id or new_id("msg"),
@@ -126,7 +132,14 @@ class TurnEvents:
         function = call.get("function") or {}
         out: list[dict[str, Any]] = []
         item = self.open.get(key)
+        if item is None and key in self.texts:
+            # A piece of a call already closed (an upstream interleaving parallel calls): the
+            # stored call gets it; its events were sent, so no event can carry it any more.
+            done = self.items[self.calls[key]]
+            done["arguments"] += function.get("arguments") or ""
+            return out
         if item is None:
+            out += self._close_open()
             item = {
                 "id": new_id("fc"),
                 "type": "function_call",
@@ -138,6 +151,7 @@ class TurnEvents:
             self.items.append(item)
             self.open[key] = item
             self.texts[key] = ""
+            self.calls[key] = len(self.items) - 1
             out.append(
                 self.event(
                     "response.output_item.added", output_index=len(self.items) - 1, item=item
@@ -170,6 +184,13 @@ class TurnEvents:
             ),
             self.event("response.output_item.done", output_index=index, item=done),
         ]
+
+    def _close_open(self, status: str = ResponseStatus.COMPLETED) -> list[dict[str, Any]]:
+        """Close every open item (at most one, since each opening closes the others)."""
+        out: list[dict[str, Any]] = []
+        for kind in list(self.open):
+            out += self._close(kind, status)
+        return out
 
     def _close(self, kind: str, status: str) -> list[dict[str, Any]]:
         if kind.startswith("call:"):
@@ -204,43 +225,54 @@ class TurnEvents:
 
     def finish(
         self, input_messages: list[dict[str, Any]]
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    ) -> tuple[FinalValues, list[dict[str, Any]]]:
         """The row's final values and the closing events, once the model stopped."""
         status, incomplete = finish_status(self.finish_reason)
         out: list[dict[str, Any]] = []
         if not any(item["type"] in ("message", "function_call") for item in self.items):
             self._open("message", out)  # an empty answer still has its message
-        for kind in list(self.open):
-            out += self._close(kind, status)
+        out += self._close_open(status)
         values = finished_values(status, incomplete, self.items, self.usage, input_messages)
         return values, [*out, self._final(values)]
 
-    def abandon(self, input_messages: list[dict[str, Any]]) -> dict[str, Any]:
+    def abandon(self, input_messages: list[dict[str, Any]]) -> FinalValues:
         """The row's values when the stream's client went away mid-answer: what was generated
         so far, `incomplete` with reason `client_disconnected` (no events: nobody listens)."""
-        for kind in list(self.open):
-            self._close(kind, "incomplete")
+        self._close_open(ResponseStatus.INCOMPLETE)
         return finished_values(
-            "incomplete",
+            ResponseStatus.INCOMPLETE,
             {"reason": "client_disconnected"},
             self.items,
             self.usage,
             input_messages,
         )
 
-    def _final(self, values: dict[str, Any]) -> dict[str, Any]:
+    def _final(self, values: FinalValues) -> dict[str, Any]:
         return self.lifecycle(final_event_type(values["status"]), **_shown(values))
 
-    def fail(self, failure: UpstreamFailure) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def replay_item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events of one finished output item, as if streamed in one delta."""
+        if item["type"] == "function_call":
+            index = len(self.items)
+            function = {"name": item["name"], "arguments": item["arguments"]}
+            call = {"index": index, "id": item["call_id"], "function": function}
+            out = self._call_piece(call, item["id"])
+            return out + self._close(f"call:{index}", ResponseStatus.COMPLETED)
+        kind = "message" if item["type"] == "message" else "reasoning"
+        part = item["content"][0] if item.get("content") else {}
+        out = self._piece(kind, part.get("text") or part.get("refusal") or "", item["id"])
+        return out + self._close(kind, item.get("status", ResponseStatus.COMPLETED))
+
+    def fail(self, failure: UpstreamFailure) -> tuple[FinalValues, list[dict[str, Any]]]:
         """The model failed mid-answer: an `error` event, then response.failed."""
         values = failed_values(failure)
-        error = values["error"]
+        error = values.get("error") or {}
         out = [self.event("error", code=error["code"], message=error["message"], param=None)]
         out.append(self.lifecycle("response.failed", **_shown(values)))
         return values, out
 
 
-def _shown(values: dict[str, Any]) -> dict[str, Any]:
+def _shown(values: FinalValues) -> dict[str, Any]:
     """Row values that also appear on the Response object."""
     return {k: v for k, v in values.items() if k != "messages"}
 
@@ -261,23 +293,13 @@ def replay_finished(response: dict[str, Any], background: bool) -> Iterator[dict
     if background:
         yield turn.lifecycle("response.queued")
     yield turn.lifecycle("response.in_progress", status="in_progress")
-    for n, item in enumerate(response["output"]):
-        if item["type"] == "function_call":
-            function = {"name": item["name"], "arguments": item["arguments"]}
-            yield from turn._call_piece(
-                {"index": n, "id": item["call_id"], "function": function}, item["id"]
-            )
-            yield from turn._close(f"call:{n}", "completed")
-            continue
-        kind = "message" if item["type"] == "message" else "reasoning"
-        part = item["content"][0] if item.get("content") else {}
-        yield from turn._piece(kind, part.get("text") or part.get("refusal") or "", item["id"])
-        yield from turn._close(kind, item.get("status", "completed"))
-    if response["status"] == "failed":
+    for item in response["output"]:
+        yield from turn.replay_item(item)
+    if response["status"] == ResponseStatus.FAILED:
         error = response.get("error") or {}
         yield turn.event(
             "error", code=error.get("code"), message=error.get("message", ""), param=None
         )
-    if response["status"] == "cancelled":
+    if response["status"] == ResponseStatus.CANCELLED:
         return  # no event says "cancelled": the stream simply ends, as a live one does
     yield turn.event(final_event_type(response["status"]), response=response)

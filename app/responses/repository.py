@@ -1,13 +1,16 @@
-"""All SQL for responses. Every query is scoped by project_id."""
+"""All SQL for responses. Every query is scoped by project_id.
 
-import sqlite3
+This is the one writer of `responses.status`: every change of state (create, claim, finish,
+release, cancel, the sweeper's re-runs and failures) is a method here, each a compare-and-set on
+the status it expects, so whoever loses a race finds no row and steps aside.
+"""
+
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-import asyncpg
 import orjson
 from sqlalchemy import (
-    JSON,
     Select,
     Table,
     Text,
@@ -23,10 +26,18 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
 
-from app.kit.driver import Db, DriverStatement, dialect_name
+from app.kit.driver import Db, DriverStatement, dialect_name, violated
 from app.kit.ids import now_seconds
 from app.kit.listing import PageQuery, metadata_matches, paged
 from app.models import ResponseRow
+from app.responses.domain import (
+    FINAL_COLUMNS,
+    IN_FLIGHT,
+    FinalValues,
+    ResponseRecord,
+    ResponseStatus,
+    StoredResponse,
+)
 
 responses = cast(Table, ResponseRow.__table__)
 
@@ -46,7 +57,7 @@ VISIBLE = [c for c in responses.c if c.name not in HIDDEN]
 # What a new row holds unless the caller says otherwise.
 ROW_DEFAULTS: dict[str, Any] = dict.fromkeys(HIDDEN - {"input", "messages"})
 ROW_DEFAULTS["attempts"] = 0
-JSON_COLUMNS = tuple(c.name for c in responses.c if isinstance(c.type, JSON))
+_r = responses.c
 
 GET = DriverStatement(
     select(*VISIBLE).where(
@@ -54,7 +65,6 @@ GET = DriverStatement(
         responses.c.project_id == bindparam("project_id"),
         responses.c.deleted_at.is_(None),
     ),
-    JSON_COLUMNS,
 )
 
 GET_INPUT = DriverStatement(
@@ -63,7 +73,6 @@ GET_INPUT = DriverStatement(
         responses.c.project_id == bindparam("project_id"),
         responses.c.deleted_at.is_(None),
     ),
-    JSON_COLUMNS,
 )
 
 BY_KEY = DriverStatement(
@@ -71,11 +80,33 @@ BY_KEY = DriverStatement(
         responses.c.project_id == bindparam("project_id"),
         responses.c.idempotency_key == bindparam("key"),
     ),
-    JSON_COLUMNS,
 )
 
-CREATE = DriverStatement(
-    insert(responses).values({c.name: bindparam(c.name) for c in responses.c}), JSON_COLUMNS
+CREATE = DriverStatement(insert(responses).values({c.name: bindparam(c.name) for c in responses.c}))
+
+# A background job's claim and end run once per job on a worker's hot path: on the driver.
+CLAIM = DriverStatement(
+    update(responses)
+    .where(_r.id == bindparam("response_id"), _r.status == ResponseStatus.QUEUED)
+    .values(
+        status=ResponseStatus.IN_PROGRESS,
+        attempts=_r.attempts + 1,
+        lease_expires_at=bindparam("lease"),
+    )
+    .returning(*responses.c)
+)
+# The end of a turn, for whoever owns it: the request streaming it (attempt 0, never claimed)
+# or the worker that claimed that attempt. A cancel, or a re-run after a lost lease, changed
+# the status or the attempt, and this write then finds nothing.
+FINISH = DriverStatement(
+    update(responses)
+    .where(
+        _r.id == bindparam("response_id"),
+        _r.status == ResponseStatus.IN_PROGRESS,
+        _r.attempts == bindparam("attempt"),
+    )
+    .values(lease_expires_at=None, **{name: bindparam(name) for name in FINAL_COLUMNS})
+    .returning(_r.id)
 )
 
 
@@ -123,13 +154,6 @@ class DuplicateKey(Exception):
     """Another create with the same Idempotency-Key was stored first."""
 
 
-def _integrity_error(exc: Exception) -> Exception:
-    """The constraint a failed insert broke, as our exception."""
-    if isinstance(exc, asyncpg.UniqueViolationError) or "UNIQUE" in str(exc):
-        return DuplicateKey()
-    return PreviousResponseGone()
-
-
 @dataclass(slots=True)
 class Chain:
     """A thread up to and including one response: its messages, in the order the model sees
@@ -146,26 +170,97 @@ class ResponsesRepository:
     def __init__(self, db: Db) -> None:
         self.db = db
 
-    async def create(self, row: dict[str, Any]) -> None:
+    async def create(self, row: ResponseRecord) -> None:
         """Insert a response: PreviousResponseGone if its parent is gone, DuplicateKey if its
         Idempotency-Key was used first by another."""
         try:
             await CREATE.execute(self.db, **{**ROW_DEFAULTS, **row})
-        except (asyncpg.IntegrityConstraintViolationError, sqlite3.IntegrityError) as exc:
-            raise _integrity_error(exc) from exc
+        except IntegrityError as exc:
+            if violated(exc) == "unique":
+                raise DuplicateKey from exc
+            raise PreviousResponseGone from exc
 
-    async def get(self, project_id: str, response_id: str) -> dict[str, Any] | None:
+    async def get(self, project_id: str, response_id: str) -> StoredResponse | None:
         rows = await GET.fetch(self.db, response_id=response_id, project_id=project_id)
-        return rows[0] if rows else None
+        return cast(StoredResponse, rows[0]) if rows else None
 
-    async def finish_in_progress(self, response_id: str, values: dict[str, Any]) -> bool:
-        """in_progress -> terminal, for a response streamed by the request that created it."""
+    async def finish(self, row: ResponseRecord, values: FinalValues, attempt: int) -> bool:
+        """in_progress -> the terminal status in `values`, only if `attempt` still owns it.
+
+        False when the response was cancelled meanwhile, or its lease was lost and the job
+        handed to another attempt: a cancelled response never turns `completed`.
+        """
+        final = {name: values.get(name, row.get(name)) for name in FINAL_COLUMNS}
+        found = await FINISH.fetch(self.db, response_id=row["id"], attempt=attempt, **final)
+        return bool(found)
+
+    async def claim(self, response_id: str, lease_seconds: float) -> ResponseRecord | None:
+        """queued -> in_progress, or None if it is not queued (running elsewhere, cancelled,
+        finished: a redelivered or duplicate task lands here and does nothing)."""
+        rows = await CLAIM.fetch(
+            self.db, response_id=response_id, lease=time.time() + lease_seconds
+        )
+        return cast(ResponseRecord, rows[0]) if rows else None
+
+    async def release(self, response_id: str, attempt: int) -> None:
+        """Give an unfinished job back (shutting down): queued again, the attempt not counted.
+        Its event log keeps what it streamed; the next attempt numbers on after it."""
+        await self.db.execute(
+            update(responses)
+            .where(
+                _r.id == response_id,
+                _r.status == ResponseStatus.IN_PROGRESS,
+                _r.attempts == attempt,
+            )
+            .values(
+                status=ResponseStatus.QUEUED,
+                attempts=_r.attempts - 1,
+                lease_expires_at=None,
+                enqueued_at=None,
+            )
+        )
+
+    async def cancel(self, project_id: str, response_id: str) -> None:
+        await self.db.execute(
+            update(responses)
+            .where(_r.id == response_id, _r.project_id == project_id, _r.status.in_(IN_FLIGHT))
+            .values(status=ResponseStatus.CANCELLED, lease_expires_at=None)
+        )
+
+    async def requeue_expired(self, max_attempts: int) -> list[str]:
+        """in_progress rows whose worker stopped renewing: queued again while attempts remain."""
         result = await self.db.execute(
             update(responses)
-            .where(responses.c.id == response_id, responses.c.status == "in_progress")
-            .values(**values)
+            .where(
+                _r.status == ResponseStatus.IN_PROGRESS,
+                _r.lease_expires_at < time.time(),
+                _r.attempts < max_attempts,
+            )
+            .values(status=ResponseStatus.QUEUED, lease_expires_at=None, enqueued_at=time.time())
+            .returning(_r.id)
         )
-        return bool(getattr(result, "rowcount", 0))
+        return [row.id for row in result]
+
+    async def fail_expired(self, max_attempts: int) -> list[str]:
+        """in_progress rows whose worker was lost on every attempt: failed, for good."""
+        result = await self.db.execute(
+            update(responses)
+            .where(
+                _r.status == ResponseStatus.IN_PROGRESS,
+                _r.lease_expires_at < time.time(),
+                _r.attempts >= max_attempts,
+            )
+            .values(
+                status=ResponseStatus.FAILED,
+                lease_expires_at=None,
+                error={
+                    "code": "worker_lost",
+                    "message": f"The worker running this response was lost {max_attempts} times.",
+                },
+            )
+            .returning(_r.id)
+        )
+        return [row.id for row in result]
 
     async def list_page(
         self,
@@ -175,7 +270,7 @@ class ResponsesRepository:
         model: str | None,
         status: str | None,
         metadata: dict[str, str],
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredResponse]:
         r = responses.c
         query = select(*VISIBLE).where(r.project_id == project_id, r.deleted_at.is_(None))
         if model is not None:
@@ -184,9 +279,10 @@ class ResponsesRepository:
             query = query.where(r.status == status)
         query = query.where(*metadata_matches(r.metadata, metadata, dialect_name(self.db)))
         result = await self.db.execute(paged(query, r.id, page))
-        return [dict(row) for row in result.mappings()]
+        return [cast(StoredResponse, dict(row)) for row in result.mappings()]
 
     async def get_by_idempotency_key(self, project_id: str, key: str) -> dict[str, Any] | None:
+        """The response a create with this key made (with its request_hash), if any."""
         rows = await BY_KEY.fetch(self.db, project_id=project_id, key=key)
         return rows[0] if rows else None
 

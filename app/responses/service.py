@@ -7,35 +7,40 @@ the response in one short transaction. A background create writes the row `queue
 and only then hands the id to the queue (DESIGN §6.1). Reads use a bare connection.
 """
 
+import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.background.eventlog import EventLog
-from app.background.repository import JobsRepository
-from app.conversations import service as conversations
-from app.conversations.repository import record_turn
-from app.errors import InvalidRequest, NotFound, upstream_error
+from app.errors import Conflict, InvalidRequest, NotFound
 from app.jobs import Enqueuer
+from app.kit.eventlog import EventLog
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
+from app.kit.items import normalize_input, to_chat_messages
 from app.kit.listing import PageQuery, page_of_list
-from app.providers.base import ModelProvider, UpstreamFailure
+from app.providers.base import ModelProvider, UpstreamFailure, upstream_error
 from app.providers.registry import Providers
-from app.responses import streaming, tokens
+from app.responses import streaming, tokens, turn
+from app.responses.domain import (
+    IN_FLIGHT,
+    FinalValues,
+    ResponseRecord,
+    ResponseStatus,
+    StoredResponse,
+    TurnParams,
+)
 from app.responses.events import TurnEvents
-from app.responses.items import normalize_input
 from app.responses.render import render_response
 from app.responses.repository import DuplicateKey, PreviousResponseGone, ResponsesRepository
 from app.responses.schemas import CreateResponseRequest
 from app.responses.translate import (
-    chat_messages,
-    chat_payload,
     check_reasoning,
     check_text,
     check_tool_choice,
@@ -46,19 +51,9 @@ from app.responses.translate import (
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = ("queued", "in_progress")
-
 
 def not_found(response_id: str) -> NotFound:
     return NotFound(f"Response with id '{response_id}' not found.")
-
-
-def previous_not_found(response_id: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Previous response with id '{response_id}' not found.",
-        param="previous_response_id",
-        code="previous_response_not_found",
-    )
 
 
 def _unsupported(param: str, message: str) -> InvalidRequest:
@@ -77,7 +72,7 @@ def conversation_id(conversation: str | dict[str, Any] | None) -> str | None:
     return str(conversation["id"])
 
 
-def check_request(req: CreateResponseRequest) -> dict[str, Any]:
+def check_request(req: CreateResponseRequest) -> TurnParams:
     """Reject what we cannot honour; return the parameters kept with the response."""
     if req.input is None:
         raise InvalidRequest(
@@ -123,23 +118,6 @@ def request_hash(req: CreateResponseRequest) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def _replay(
-    engine: AsyncEngine, project_id: str, key: str, req_hash: str
-) -> dict[str, Any] | None:
-    """The response an earlier create with this Idempotency-Key made, if any."""
-    async with engine.connect() as conn:
-        row = await ResponsesRepository(conn).get_by_idempotency_key(project_id, key)
-    if row is None:
-        return None
-    if row["request_hash"] != req_hash:
-        raise InvalidRequest(
-            "Keys for idempotent requests can only be used with the same parameters they were "
-            "first used with. Try using a key other than the one used in the original request.",
-            code="idempotency_key_reused",
-        )
-    return render_response(row)
-
-
 @dataclass(frozen=True, slots=True)
 class Deps:
     """What a create needs of its process, made once in the app's lifespan."""
@@ -148,17 +126,74 @@ class Deps:
     providers: Providers
     enqueuer: Enqueuer
     events: EventLog
+    # How long a create waits for a concurrent one with the same Idempotency-Key to finish
+    # before answering 409: the longest a model call may take.
+    idempotency_wait: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A create's Idempotency-Key and the hash of its body (the same key, another body: 400)."""
+
+    key: str
+    hash: str
+
+
+def idempotency(req: CreateResponseRequest, idempotency_key: str | None) -> Key | None:
+    # An unstored response cannot be found again, so a key means nothing without store.
+    if idempotency_key is None or not req.store:
+        return None
+    return Key(idempotency_key, request_hash(req))
+
+
+async def _earlier(deps: Deps, project_id: str, key: Key, *, wait: bool) -> StoredResponse | None:
+    """The response an earlier create with this key made, if any.
+
+    One key means one model call: while that create is still answering synchronously, a
+    retry waits for it (`wait`) and answers what it answered, up to `idempotency_wait`, then
+    409 `idempotency_key_in_use`. A background one is answered as it stands (queued is its
+    normal first answer).
+    """
+    deadline = time.monotonic() + deps.idempotency_wait
+    pause = 0.02
+    while True:
+        async with deps.engine.connect() as conn:
+            row = await ResponsesRepository(conn).get_by_idempotency_key(project_id, key.key)
+        if row is None:
+            return None
+        if row["request_hash"] != key.hash:
+            raise InvalidRequest(
+                "Keys for idempotent requests can only be used with the same parameters they "
+                "were first used with. Try using a key other than the one used in the original "
+                "request.",
+                code="idempotency_key_reused",
+            )
+        if not wait or row["background"] or row["status"] not in IN_FLIGHT:
+            return cast(StoredResponse, row)
+        if time.monotonic() > deadline:
+            raise Conflict(
+                "A request with this Idempotency-Key is still in progress; retry it later.",
+                code="idempotency_key_in_use",
+            )
+        await asyncio.sleep(pause)  # another replica may own it: the row is what we can watch
+        pause = min(pause * 2, 0.5)
 
 
 @dataclass(slots=True)
 class Turn:
     """A validated create, ready to run: its row (not yet stored) and the model call."""
 
-    row: dict[str, Any]
+    row: ResponseRecord
     provider: ModelProvider
     payload: dict[str, Any]
-    store: bool
-    background: bool
+
+    @property
+    def store(self) -> bool:
+        return self.row["params"]["store"]
+
+    @property
+    def background(self) -> bool:
+        return self.row["background"]
 
 
 async def prepare(
@@ -166,42 +201,17 @@ async def prepare(
     providers: Providers,
     project_id: str,
     req: CreateResponseRequest,
-    idempotency_key: str | None,
-) -> Turn | dict[str, Any]:
-    """Validate a create and read its thread; or the earlier response of a retried create."""
+    key: Key | None = None,
+) -> Turn:
+    """Validate a create and build its model call from its thread (app/responses/turn.py)."""
     params = check_request(req)
     provider = providers.for_model(req.model)
     assert req.input is not None
     new_items = normalize_input(req.input)
-    key = idempotency_key if req.store else None
-    req_hash = request_hash(req) if key else None
-    if key and req_hash and (earlier := await _replay(engine, project_id, key, req_hash)):
-        return earlier
-
-    history: list[dict[str, Any]] = []
-    if req.previous_response_id is not None:
-        async with engine.connect() as conn:
-            chain = await ResponsesRepository(conn).chain(project_id, req.previous_response_id)
-        if not chain.found:
-            raise previous_not_found(req.previous_response_id)
-        if chain.status in IN_FLIGHT:
-            raise InvalidRequest(
-                f"Previous response with id '{req.previous_response_id}' is still "
-                f"{chain.status}; continue it once it has finished.",
-                param="previous_response_id",
-                code="previous_response_in_progress",
-            )
-        history = chain.messages
-    elif params["conversation_id"] is not None:
-        async with engine.connect() as conn:
-            items = await conversations.visible_items(conn, project_id, params["conversation_id"])
-        history = chat_messages(items)
-
-    new_messages = chat_messages(new_items)
-    row: dict[str, Any] = {
+    row: ResponseRecord = {
         "id": new_id("resp"),
         "project_id": project_id,
-        "status": "queued" if req.background else "in_progress",
+        "status": ResponseStatus.QUEUED if req.background else ResponseStatus.IN_PROGRESS,
         "model": req.model,
         "background": req.background,
         "created_at": now_seconds(),
@@ -209,53 +219,69 @@ async def prepare(
         "previous_response_id": req.previous_response_id,
         "instructions": req.instructions,
         "input": new_items,
-        "messages": new_messages,
+        "messages": to_chat_messages(new_items),
         "params": params,
         "error": None,
         "incomplete_details": None,
         "usage": None,
         "output": [],
         "metadata": req.metadata or {},
-        "idempotency_key": key,
-        "request_hash": req_hash,
+        "idempotency_key": key.key if key else None,
+        "request_hash": key.hash if key else None,
         "enqueued_at": now_seconds() if req.background else None,
     }
-    if params["truncation"] == "auto" and providers.context_window:
-        system = [{"role": "system", "content": req.instructions}] if req.instructions else []
-        budget = providers.context_window - (req.max_output_tokens or 0)
-        history = tokens.truncate(system, history, new_messages, budget)
-    payload = chat_payload(
-        req.model, req.instructions, params, history, new_messages, providers.max_tokens_param
-    )
-    return Turn(
-        row=row, provider=provider, payload=payload, store=req.store, background=req.background
-    )
+    payload = await turn.build_payload(engine, providers, row)
+    return Turn(row=row, provider=provider, payload=payload)
 
 
 async def create_response(
     deps: Deps, project_id: str, req: CreateResponseRequest, idempotency_key: str | None = None
 ) -> dict[str, Any]:
-    engine = deps.engine
-    turn = await prepare(engine, deps.providers, project_id, req, idempotency_key)
-    if not isinstance(turn, Turn):
-        return turn
-    row = turn.row
-    if turn.background:
-        return await _start_background(deps, turn) or render_response(row)
+    key = idempotency(req, idempotency_key)
+    if key and (earlier := await _earlier(deps, project_id, key, wait=True)):
+        return render_response(earlier)
+    prepared = await prepare(deps.engine, deps.providers, project_id, req, key)
+    row = prepared.row
+    if prepared.background:
+        return render_response(await _start_background(deps, prepared) or row)
+    if key is not None:
+        # The key is claimed by storing the row first: a concurrent retry finds it and waits.
+        if earlier := await _store(deps, row, ended=False):
+            return render_response(earlier)
+    values, failure = await _answer(deps, prepared, stored_first=key is not None)
+    row.update(values)  # type: ignore[typeddict-item]
+    if key is None:
+        if prepared.store:
+            await _store(deps, row, ended=True)
+        else:
+            await turn.end(deps.engine, row, values, attempt=None)
+    if failure is not None:
+        stored = {"x-tether-response-id": row["id"]} if prepared.store else None
+        raise upstream_error(failure, stored)
+    return render_response(row)
+
+
+async def _answer(
+    deps: Deps, prepared: Turn, *, stored_first: bool
+) -> tuple[FinalValues, UpstreamFailure | None]:
+    """Call the model once; a row stored first is ended here, whatever happens."""
+    row = prepared.row
     failure: UpstreamFailure | None = None
     try:
-        row.update(completed_values(await turn.provider.complete(turn.payload), row["messages"]))
+        values = completed_values(
+            await prepared.provider.complete(prepared.payload), row["messages"]
+        )
     except UpstreamFailure as exc:
         failure = exc
-        row.update(failed_values(exc))
-    if turn.store and (stored := await _store(engine, row)):
-        return stored
-    if not turn.store and failure is None:
-        async with engine.begin() as conn:
-            await record_turn(conn, project_id, row["params"], row["input"] + row["output"])
-    if failure is not None:
-        raise upstream_error(failure, {"x-tether-response-id": row["id"]} if turn.store else None)
-    return render_response(row)
+        values = failed_values(exc)
+    except BaseException:
+        if stored_first:  # never left in_progress by a failure of ours
+            lost = failed_values(UpstreamFailure("server", "The request ended before the answer."))
+            await asyncio.shield(turn.end(deps.engine, row, lost, attempt=0))
+        raise
+    if stored_first:
+        await turn.end(deps.engine, row, values, attempt=0)
+    return values, failure
 
 
 async def create_stream(
@@ -264,22 +290,24 @@ async def create_stream(
     """stream=true: validated and stored before the first event (errors are plain 400s), then
     the events, live. A background one is followed through its event log."""
     engine, events = deps.engine, deps.events
-    turn = await prepare(engine, deps.providers, project_id, req, idempotency_key)
-    if not isinstance(turn, Turn):  # a retried create: follow the first one
-        return streaming.follow(engine, events, project_id, turn["id"], -1)
-    if turn.background:
-        await _start_background(deps, turn)
-        return streaming.follow(engine, events, project_id, turn.row["id"], -1)
-    if turn.store and (stored := await _store(engine, turn.row)):
-        return streaming.follow(engine, events, project_id, stored["id"], -1)
-    return streaming.synchronous(engine, turn.provider, turn.payload, turn.row, turn.store)
+    key = idempotency(req, idempotency_key)
+    if key and (earlier := await _earlier(deps, project_id, key, wait=False)):
+        return streaming.follow(engine, events, project_id, earlier["id"], -1)
+    prepared = await prepare(engine, deps.providers, project_id, req, key)
+    row = prepared.row
+    if prepared.background:
+        started = await _start_background(deps, prepared)
+        return streaming.follow(engine, events, project_id, (started or row)["id"], -1)
+    if prepared.store and (earlier := await _store(deps, row, ended=False)):
+        return streaming.follow(engine, events, project_id, earlier["id"], -1)
+    return streaming.synchronous(engine, prepared.provider, prepared.payload, row)
 
 
-async def _start_background(deps: Deps, turn: Turn) -> dict[str, Any] | None:
+async def _start_background(deps: Deps, prepared: Turn) -> StoredResponse | None:
     """Store the row queued, log its first events, then enqueue (DESIGN §6.1)."""
-    row = turn.row
-    if stored := await _store(deps.engine, row):
-        return stored
+    row = prepared.row
+    if earlier := await _store(deps, row, ended=False):
+        return earlier
     opening = TurnEvents(render_response(row))
     try:
         await deps.events.append(
@@ -293,21 +321,25 @@ async def _start_background(deps: Deps, turn: Turn) -> dict[str, Any] | None:
     return None
 
 
-async def _store(engine: AsyncEngine, row: dict[str, Any]) -> dict[str, Any] | None:
-    """Insert the row. Returns the earlier response instead if a concurrent create with the
-    same Idempotency-Key won the race."""
+async def _store(deps: Deps, row: ResponseRecord, *, ended: bool) -> StoredResponse | None:
+    """Insert the row (`ended`: a finished synchronous turn, with its conversation append).
+    Returns the earlier response instead if a concurrent create with the same
+    Idempotency-Key stored its row first."""
     try:
-        async with engine.begin() as conn:
-            await ResponsesRepository(conn).create(row)
-            if row["status"] in ("completed", "incomplete"):
-                await record_turn(
-                    conn, row["project_id"], row["params"], row["input"] + row["output"]
-                )
+        if ended:
+            await turn.store_ended(deps.engine, row)
+        else:
+            async with deps.engine.begin() as conn:
+                await ResponsesRepository(conn).create(row)
     except PreviousResponseGone as exc:
         # The parent was deleted for good while the model was answering.
-        raise previous_not_found(row["previous_response_id"]) from exc
+        assert row["previous_response_id"] is not None
+        raise turn.previous_not_found(row["previous_response_id"]) from exc
     except DuplicateKey:
-        return await _replay(engine, row["project_id"], row["idempotency_key"], row["request_hash"])
+        assert row["idempotency_key"] is not None
+        assert row["request_hash"] is not None
+        key = Key(row["idempotency_key"], row["request_hash"])
+        return await _earlier(deps, row["project_id"], key, wait=not row["background"])
     return None
 
 
@@ -315,9 +347,8 @@ async def count_input_tokens(
     engine: AsyncEngine, providers: Providers, project_id: str, req: CreateResponseRequest
 ) -> dict[str, Any]:
     """What a create with these parameters would send the model, counted (app/responses/tokens)."""
-    turn = await prepare(engine, providers, project_id, req, None)
-    assert isinstance(turn, Turn)
-    count = tokens.estimate(turn.payload["messages"], turn.payload.get("tools"))
+    prepared = await prepare(engine, providers, project_id, req)
+    count = tokens.estimate(prepared.payload["messages"], prepared.payload.get("tools"))
     return {"object": "response.input_tokens", "input_tokens": count}
 
 
@@ -346,7 +377,7 @@ async def cancel_response(engine: AsyncEngine, project_id: str, response_id: str
                 code="invalid_value",
             )
         if row["status"] in IN_FLIGHT:
-            await JobsRepository(conn).cancel(project_id, response_id)
+            await repo.cancel(project_id, response_id)
             row = await repo.get(project_id, response_id)
             assert row is not None
     return render_response(row)

@@ -17,9 +17,10 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.background.eventlog import EventLog
-from app.conversations.repository import record_turn
+from app.kit.eventlog import EventLog
 from app.providers.base import ModelProvider, UpstreamFailure
+from app.responses import turn
+from app.responses.domain import IN_FLIGHT, ResponseRecord, ResponseStatus
 from app.responses.events import (
     TERMINAL_EVENTS,
     TurnEvents,
@@ -31,8 +32,7 @@ from app.responses.repository import ResponsesRepository
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = ("queued", "in_progress")
-# How often a follower with nothing new checks the row (the log's read blocks this long).
+# How long a follower's read of the log waits for something new before it checks the row.
 FOLLOW_BLOCK = 1.0
 
 
@@ -42,57 +42,50 @@ def sse(event: dict[str, Any]) -> bytes:
 
 
 async def synchronous(
-    engine: AsyncEngine,
-    provider: ModelProvider,
-    payload: dict[str, Any],
-    row: dict[str, Any],
-    store: bool,
+    engine: AsyncEngine, provider: ModelProvider, payload: dict[str, Any], row: ResponseRecord
 ) -> AsyncIterator[dict[str, Any]]:
-    """The events of a turn streamed as the model answers; `row` is already stored if `store`."""
-    turn = TurnEvents(render_response(row))
-    yield turn.lifecycle("response.created")
-    yield turn.lifecycle("response.in_progress")
+    """The events of a turn streamed as the model answers; `row` is already stored if `store`
+    (and this request owns it as attempt 0: it is never claimed by a worker)."""
+    attempt = 0 if row["params"]["store"] else None
+    events = TurnEvents(render_response(row))
+    yield events.lifecycle("response.created")
+    yield events.lifecycle("response.in_progress")
     finished = False
     try:
         try:
             async for delta in provider.stream(payload):
-                for event in turn.delta(delta):
+                for event in events.delta(delta):
                     yield event
-            values, closing = turn.finish(row["messages"])
+            values, closing = events.finish(row["messages"])
         except UpstreamFailure as failure:
-            values, closing = turn.fail(failure)
-        await _finish(engine, row, values, store, record=True)
+            values, closing = events.fail(failure)
+        await turn.end(engine, row, values, attempt=attempt)
         finished = True
         for event in closing:
             yield event
     finally:
-        if store and not finished:
+        if attempt is not None and not finished:
             # Cancelled (the client went away) or failed on our side: never left in_progress.
-            abandoned = turn.abandon(row["messages"])
-            await asyncio.shield(_finish(engine, row, abandoned, store, record=False))
-
-
-async def _finish(
-    engine: AsyncEngine, row: dict[str, Any], values: dict[str, Any], store: bool, record: bool
-) -> None:
-    """The stream's end written: the row (if stored) and, for a turn that ended normally, its
-    items appended to the response's conversation."""
-    async with engine.begin() as conn:
-        if store and not await ResponsesRepository(conn).finish_in_progress(row["id"], values):
-            return
-        if record and values["status"] in ("completed", "incomplete"):
-            items = row["input"] + values.get("output", [])
-            await record_turn(conn, row["project_id"], row["params"], items)
+            # Cut short, it does not join its conversation.
+            abandoned = events.abandon(row["messages"])
+            ending = turn.end(engine, row, abandoned, attempt=attempt, join_conversation=False)
+            await asyncio.shield(ending)
 
 
 async def follow(
     engine: AsyncEngine, events: EventLog, project_id: str, response_id: str, after: int
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every event after `after`, then live ones until the response ends."""
+    """Every event after `after`, then live ones until the response ends.
+
+    The first read does not wait, so a finished response answers at once: with what its log
+    holds after `after` (nothing, past its end), or, if its log is gone, with the events
+    rebuilt from the stored response.
+    """
     last = after
-    quiet_since_finished = 0
+    block = 0.0
+    waited_for_end = False
     while True:
-        batch = await events.read(response_id, last, block=FOLLOW_BLOCK)
+        batch = await events.read(response_id, last, block=block)
         for event in batch:
             yield event
             last = event["sequence_number"]
@@ -102,25 +95,31 @@ async def follow(
             continue
         async with engine.connect() as conn:
             row = await ResponsesRepository(conn).get(project_id, response_id)
-        if row is None or row["status"] in IN_FLIGHT:
-            if row is None:
-                return  # deleted meanwhile
+        if row is None:
+            return  # deleted meanwhile
+        block = FOLLOW_BLOCK
+        if row["status"] in IN_FLIGHT:
             continue
-        logged = await events.last_seq(response_id)
-        if logged < 0:  # never logged, or expired: rebuild from what was stored
-            for event in replay_finished(render_response(row), bool(row["background"])):
-                if event["sequence_number"] > after:
+        logged = await events.last(response_id)
+        if logged is None:  # never logged, or expired: rebuild from what was stored
+            for event in replay_finished(render_response(row), row["background"]):
+                if event["sequence_number"] > last:
                     yield event
             return
-        if row["status"] == "cancelled":
-            return  # no event says "cancelled": the stream ends
-        if quiet_since_finished >= 1:
-            # The worker committed but died before logging its closing events: the row
-            # still says how it ended.
+        if row["status"] == ResponseStatus.CANCELLED or logged["type"] in TERMINAL_EVENTS:
+            return  # the log is whole, and we are past its end (no event says "cancelled")
+        if not waited_for_end:
+            # A worker commits its end first and logs the closing events after: give it a
+            # moment before deciding it died in between.
+            waited_for_end = True
+            continue
+        # The worker committed but died before logging its closing events: the row still
+        # says how it ended, numbered on from what was logged.
+        end = logged["sequence_number"] + 1
+        if end > last:
             yield {
                 "type": final_event_type(row["status"]),
-                "sequence_number": last + 1,
+                "sequence_number": end,
                 "response": render_response(row),
             }
-            return
-        quiet_since_finished += 1
+        return

@@ -4,8 +4,9 @@ from typing import Any
 
 from app.errors import InvalidRequest
 from app.kit.ids import new_id, now_seconds
+from app.kit.items import check_keys, to_chat_messages
 from app.providers.base import ChatResult, UpstreamFailure
-from app.responses.items import check_keys, to_chat_messages
+from app.responses.domain import FinalValues, ResponseStatus, TurnParams
 
 TEXT_FORMATS = ("text", "json_schema", "json_object")
 REASONING_EFFORTS = (None, "none", "minimal", "low", "medium", "high", "xhigh")
@@ -118,7 +119,7 @@ def check_tool_choice(choice: str | dict[str, Any], tools: list[dict[str, Any]])
     return {"type": "function", "name": choice["name"]}
 
 
-def _tools_payload(params: dict[str, Any]) -> dict[str, Any]:
+def _tools_payload(params: TurnParams) -> dict[str, Any]:
     tools = params.get("tools") or []
     if not tools:
         return {}
@@ -148,15 +149,10 @@ def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Items as chat messages, dropping those the model need not see."""
-    return to_chat_messages(items)
-
-
 def chat_payload(
     model: str,
     instructions: str | None,
-    params: dict[str, Any],
+    params: TurnParams,
     history: list[dict[str, Any]],
     new_messages: list[dict[str, Any]],
     max_tokens_param: str,
@@ -210,7 +206,7 @@ FAILURE_CODES = {
 }
 
 
-def completed_values(result: ChatResult, input_messages: list[dict[str, Any]]) -> dict[str, Any]:
+def completed_values(result: ChatResult, input_messages: list[dict[str, Any]]) -> FinalValues:
     """The row's new values once the model answered."""
     status, incomplete, output = to_output(result)
     return finished_values(status, incomplete, output, result.usage, input_messages)
@@ -222,20 +218,20 @@ def finished_values(
     output: list[dict[str, Any]],
     usage: dict[str, Any] | None,
     input_messages: list[dict[str, Any]],
-) -> dict[str, Any]:
+) -> FinalValues:
     return {
         "status": status,
         "incomplete_details": incomplete,
         "output": output,
         "usage": map_usage(usage),
         "completed_at": now_seconds(),
-        "messages": input_messages + chat_messages(output),
+        "messages": input_messages + to_chat_messages(output),
     }
 
 
-def failed_values(failure: UpstreamFailure) -> dict[str, Any]:
+def failed_values(failure: UpstreamFailure) -> FinalValues:
     return {
-        "status": "failed",
+        "status": ResponseStatus.FAILED,
         "error": {"code": FAILURE_CODES[failure.kind], "message": failure.message},
     }
 
@@ -262,10 +258,10 @@ def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
 def finish_status(finish_reason: str | None) -> tuple[str, dict[str, Any] | None]:
     """(status, incomplete_details) for an upstream finish_reason."""
     if finish_reason == "length":
-        return "incomplete", {"reason": "max_output_tokens"}
+        return ResponseStatus.INCOMPLETE, {"reason": "max_output_tokens"}
     if finish_reason == "content_filter":
-        return "incomplete", {"reason": "content_filter"}
-    return "completed", None
+        return ResponseStatus.INCOMPLETE, {"reason": "content_filter"}
+    return ResponseStatus.COMPLETED, None
 
 
 def function_call_item(item_id: str, call_id: str, name: str, arguments: str) -> dict[str, Any]:

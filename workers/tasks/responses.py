@@ -1,8 +1,9 @@
+from app.jobs import RUN_RESPONSE_TASK
 from workers.celery_app import app
 from workers.runtime import get_runtime
 
 
-@app.task(name="tether.run_response")
+@app.task(name=RUN_RESPONSE_TASK)
 def run_response(response_id: str) -> None:
     """Run a background response to its terminal status (a no-op if it is not queued)."""
     get_runtime().run(response_id)

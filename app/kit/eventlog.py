@@ -1,5 +1,6 @@
 """The event log of background responses: what a worker streamed, kept so that a client can
-connect late, drop, and resume with starting_after (DESIGN §5, issue 4).
+connect late, drop, and resume with starting_after (DESIGN §5, issue 4). It lives in kit/
+because both sides use it: the API follows it, the job engine writes it.
 
 With REDIS_URL: one Redis stream per response, whose entry ids are the sequence numbers (seq
 n is entry `n+1-0`), so "every event after n" is an exclusive XREAD and a duplicate append is
@@ -36,8 +37,8 @@ class EventLog(Protocol):
         the first one if there is none yet."""
         ...
 
-    async def last_seq(self, response_id: str) -> int:
-        """The highest sequence number logged, -1 for none (never written, or expired)."""
+    async def last(self, response_id: str) -> dict[str, Any] | None:
+        """The last event logged; None for none (never written, or expired)."""
         ...
 
     async def trim(self) -> None: ...
@@ -77,11 +78,9 @@ class RedisEventLog:
             out += [orjson.loads(fields[b"e"]) for _id, fields in entries]
         return out
 
-    async def last_seq(self, response_id: str) -> int:
-        last: Any = await self.redis.xrevrange(_key(response_id), count=1)
-        if not last:
-            return -1
-        return int(last[0][0].split(b"-")[0]) - 1
+    async def last(self, response_id: str) -> dict[str, Any] | None:
+        found: Any = await self.redis.xrevrange(_key(response_id), count=1)
+        return orjson.loads(found[0][1][b"e"]) if found else None
 
     async def trim(self) -> None:
         return None  # keys expire by themselves
@@ -147,9 +146,17 @@ class DbEventLog:
             if not self.waiting[response_id]:
                 del self.waiting[response_id]
 
-    async def last_seq(self, response_id: str) -> int:
-        events = await self._fetch(response_id, -1)
-        return int(events[-1]["sequence_number"]) if events else -1
+    async def last(self, response_id: str) -> dict[str, Any] | None:
+        t = events_table.c
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(t.event)
+                .where(t.response_id == response_id)
+                .order_by(t.sequence_number.desc())
+                .limit(1)
+            )
+            event: dict[str, Any] | None = result.scalar_one_or_none()
+            return event
 
     async def trim(self) -> None:
         async with self.engine.begin() as conn:

@@ -21,6 +21,8 @@ OUTPUT_PARTS: dict[str, set[str]] = {
     "refusal": {"type", "refusal"},
 }
 IMAGE_DETAILS = ("auto", "low", "high")
+# Item ids are stored in 64-character columns (conversation items); OpenAI's own are ~50.
+MAX_ID_LENGTH = 64
 
 
 def _supported(values: list[str] | tuple[str, ...]) -> str:
@@ -37,6 +39,21 @@ def _string(value: Any, param: str) -> str:
             code="invalid_type",
         )
     return value
+
+
+def _item_id(value: Any, default_prefix: str, param: str) -> str:
+    """A client's item id (checked) or a new one."""
+    if value is None or value == "":
+        return new_id(default_prefix)
+    item_id = _string(value, param)
+    if len(item_id) > MAX_ID_LENGTH:
+        raise InvalidRequest(
+            f"Invalid '{param}': string too long. Expected a string with maximum length "
+            f"{MAX_ID_LENGTH}, but got a string with length {len(item_id)} instead.",
+            param=param,
+            code="string_above_max_length",
+        )
+    return item_id
 
 
 def check_keys(obj: dict[str, Any], allowed: set[str], param: str) -> None:
@@ -118,11 +135,8 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
             param=f"{param}.content",
             code="invalid_type",
         )
-    item_id = item.get("id")
-    if item_id is not None:
-        _string(item_id, f"{param}.id")
     return {
-        "id": item_id or new_id("msg"),
+        "id": _item_id(item.get("id"), "msg", f"{param}.id"),
         "type": "message",
         "role": role,
         "content": parts,
@@ -133,7 +147,7 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
 def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
     check_keys(item, {"type", "id", "call_id", "name", "arguments", "status"}, param)
     return {
-        "id": _string(item.get("id") or new_id("fc"), f"{param}.id"),
+        "id": _item_id(item.get("id"), "fc", f"{param}.id"),
         "type": "function_call",
         "call_id": _string(item.get("call_id"), f"{param}.call_id"),
         "name": _string(item.get("name"), f"{param}.name"),
@@ -145,7 +159,7 @@ def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
 def _function_call_output(item: dict[str, Any], param: str) -> dict[str, Any]:
     check_keys(item, {"type", "id", "call_id", "output", "status"}, param)
     return {
-        "id": _string(item.get("id") or new_id("fco"), f"{param}.id"),
+        "id": _item_id(item.get("id"), "fco", f"{param}.id"),
         "type": "function_call_output",
         "call_id": _string(item.get("call_id"), f"{param}.call_id"),
         "output": _string(item.get("output"), f"{param}.output"),
@@ -156,7 +170,7 @@ def _function_call_output(item: dict[str, Any], param: str) -> dict[str, Any]:
 def _reasoning(item: dict[str, Any], param: str) -> dict[str, Any]:
     """An earlier turn's reasoning sent back (agents do): kept, not shown to the model."""
     check_keys(item, {"type", "id", "summary", "content", "encrypted_content", "status"}, param)
-    return {**item, "id": _string(item.get("id") or new_id("rs"), f"{param}.id")}
+    return {**item, "id": _item_id(item.get("id"), "rs", f"{param}.id")}
 
 
 ITEM_PARSERS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {

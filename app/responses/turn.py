@@ -1,0 +1,120 @@
+"""A turn's rules, written once: what the model is sent, and how a turn ends.
+
+Every path that runs a turn (a create, a streamed create, a background job, token counting)
+builds its model call with `build_payload` and ends with `end` or `store_ended`. The first
+copies of these rules drifted within a day: the background path lost conversation history
+and truncation. So a worker builds its call from the stored row, through the same function the
+API uses, and gets the same request a synchronous create would have sent.
+"""
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.conversations import service as conversations
+from app.errors import InvalidRequest
+from app.kit.items import to_chat_messages
+from app.providers.registry import Providers
+from app.responses import tokens
+from app.responses.domain import ANSWERED, IN_FLIGHT, FinalValues, ResponseRecord
+from app.responses.repository import ResponsesRepository
+from app.responses.translate import chat_payload
+
+
+def previous_not_found(response_id: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Previous response with id '{response_id}' not found.",
+        param="previous_response_id",
+        code="previous_response_not_found",
+    )
+
+
+async def build_payload(
+    engine: AsyncEngine, providers: Providers, row: ResponseRecord, *, accepted: bool = False
+) -> dict[str, Any]:
+    """The chat-completions request for a turn: this request's instructions, the thread (its
+    previous_response_id chain or its conversation), truncated to the context window when
+    truncation="auto", then this turn's own messages.
+
+    `accepted`: the turn was validated when it was created (a background job), so its parent
+    may since have become a tombstone; it still feeds the context.
+    """
+    params = row["params"]
+    history = await _history(engine, row, accepted)
+    if params["truncation"] == "auto" and providers.context_window:
+        system = [{"role": "system", "content": row["instructions"]}] if row["instructions"] else []
+        budget = providers.context_window - (params["max_output_tokens"] or 0)
+        history = tokens.truncate(system, history, row["messages"], budget)
+    return chat_payload(
+        row["model"],
+        row["instructions"],
+        params,
+        history,
+        row["messages"],
+        providers.max_tokens_param,
+    )
+
+
+async def _history(
+    engine: AsyncEngine, row: ResponseRecord, accepted: bool
+) -> list[dict[str, Any]]:
+    previous = row["previous_response_id"]
+    conversation_id = row["params"]["conversation_id"]
+    if previous is not None:
+        async with engine.connect() as conn:
+            chain = await ResponsesRepository(conn).chain(
+                row["project_id"], previous, head_may_be_deleted=accepted
+            )
+        if not chain.found:
+            raise previous_not_found(previous)
+        if chain.status in IN_FLIGHT and not accepted:
+            raise InvalidRequest(
+                f"Previous response with id '{previous}' is still {chain.status}; continue it "
+                "once it has finished.",
+                param="previous_response_id",
+                code="previous_response_in_progress",
+            )
+        return chain.messages
+    if conversation_id is not None:
+        async with engine.connect() as conn:
+            items = await conversations.visible_items(conn, row["project_id"], conversation_id)
+        return to_chat_messages(items)
+    return []
+
+
+async def end(
+    engine: AsyncEngine,
+    row: ResponseRecord,
+    values: FinalValues,
+    *,
+    attempt: int | None,
+    join_conversation: bool = True,
+) -> bool:
+    """A turn's end, in one transaction: the final compare-and-set of its row (by the owner of
+    `attempt`; None for a turn that was never stored) and, if it answered, its input and output
+    appended to its conversation. False if the row was no longer this owner's to end
+    (cancelled, or re-run elsewhere): then nothing is written."""
+    async with engine.begin() as conn:
+        if attempt is not None and not await ResponsesRepository(conn).finish(row, values, attempt):
+            return False
+        if join_conversation:
+            await _join_conversation(conn, row, values)
+    return True
+
+
+async def store_ended(engine: AsyncEngine, row: ResponseRecord) -> None:
+    """Insert a turn that already ended (a synchronous create), with its conversation append,
+    in one transaction. Raises the repository's DuplicateKey / PreviousResponseGone."""
+    async with engine.begin() as conn:
+        await ResponsesRepository(conn).create(row)
+        await _join_conversation(conn, row, {"status": row["status"], "output": row["output"]})
+
+
+async def _join_conversation(
+    conn: AsyncConnection, row: ResponseRecord, values: FinalValues
+) -> None:
+    conversation_id = row["params"]["conversation_id"]
+    if conversation_id is None or values.get("status") not in ANSWERED:
+        return
+    items = row["input"] + values.get("output", row["output"])
+    await conversations.record_turn(conn, row["project_id"], conversation_id, items)
