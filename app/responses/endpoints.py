@@ -1,7 +1,7 @@
 """/v1/responses: thin handlers (parse, who is asking, call the service, answer)."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
@@ -11,6 +11,7 @@ from app.db import EngineDep, SessionDep
 from app.kit.http import json_response
 from app.kit.listing import MetadataFilter, PageQuery
 from app.responses import service, streaming
+from app.responses.domain import ResponseStatus
 from app.responses.schemas import CountTokensRequest, CreateResponseRequest
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
@@ -65,8 +66,7 @@ async def list_responses(
     project_id: ProjectDep,
     metadata: MetadataFilter,
     model: str | None = None,
-    status: Literal["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"]
-    | None = None,
+    status: ResponseStatus | None = None,
 ) -> Response:
     """Stored responses, newest first by default, filtered by model, status and
     metadata[key]=value (several combine with AND). OpenAI has no such list; we do."""

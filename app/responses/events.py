@@ -281,7 +281,7 @@ def replay_finished(response: dict[str, Any], background: bool) -> Iterator[dict
     """The events of a finished response, rebuilt from what was stored (one delta per part)."""
     start = {
         **response,
-        "status": "queued" if background else "in_progress",
+        "status": ResponseStatus.QUEUED if background else ResponseStatus.IN_PROGRESS,
         "output": [],
         "usage": None,
         "completed_at": None,
@@ -292,7 +292,7 @@ def replay_finished(response: dict[str, Any], background: bool) -> Iterator[dict
     yield turn.lifecycle("response.created")
     if background:
         yield turn.lifecycle("response.queued")
-    yield turn.lifecycle("response.in_progress", status="in_progress")
+    yield turn.lifecycle("response.in_progress", status=ResponseStatus.IN_PROGRESS)
     for item in response["output"]:
         yield from turn.replay_item(item)
     if response["status"] == ResponseStatus.FAILED:

@@ -268,7 +268,7 @@ class ResponsesRepository:
         page: PageQuery,
         *,
         model: str | None,
-        status: str | None,
+        status: ResponseStatus | None,
         metadata: dict[str, str],
     ) -> list[StoredResponse]:
         r = responses.c

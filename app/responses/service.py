@@ -241,36 +241,30 @@ async def create_response(
     if key and (earlier := await _earlier(deps, project_id, key, wait=True)):
         return render_response(earlier)
     prepared = await prepare(deps.engine, deps.providers, project_id, req, key)
-    row = prepared.row
     if prepared.background:
-        return render_response(await _start_background(deps, prepared) or row)
+        return render_response(await _start_background(deps, prepared) or prepared.row)
     if key is not None:
         # The key is claimed by storing the row first: a concurrent retry finds it and waits.
-        if earlier := await _store(deps, row, ended=False):
+        if earlier := await _store(deps, prepared.row, ended=False):
             return render_response(earlier)
-    values, failure = await _answer(deps, prepared, stored_first=key is not None)
-    row.update(values)  # type: ignore[typeddict-item]
-    if key is None:
-        if prepared.store:
-            await _store(deps, row, ended=True)
-        else:
-            await turn.end(deps.engine, row, values, attempt=None)
+        failure = await _answer(deps, prepared, stored_first=True)
+    else:
+        failure = await _answer(deps, prepared, stored_first=False)
+        await _keep(deps, prepared)
     if failure is not None:
-        stored = {"x-tether-response-id": row["id"]} if prepared.store else None
+        stored = {"x-tether-response-id": prepared.row["id"]} if prepared.store else None
         raise upstream_error(failure, stored)
-    return render_response(row)
+    return render_response(prepared.row)
 
 
-async def _answer(
-    deps: Deps, prepared: Turn, *, stored_first: bool
-) -> tuple[FinalValues, UpstreamFailure | None]:
-    """Call the model once; a row stored first is ended here, whatever happens."""
+async def _answer(deps: Deps, prepared: Turn, *, stored_first: bool) -> UpstreamFailure | None:
+    """Call the model once and put its answer (or failure) on the row; a row that was stored
+    first is ended here, whatever happens."""
     row = prepared.row
     failure: UpstreamFailure | None = None
     try:
-        values = completed_values(
-            await prepared.provider.complete(prepared.payload), row["messages"]
-        )
+        result = await prepared.provider.complete(prepared.payload)
+        values = completed_values(result, row["messages"])
     except UpstreamFailure as exc:
         failure = exc
         values = failed_values(exc)
@@ -281,7 +275,18 @@ async def _answer(
         raise
     if stored_first:
         await turn.end(deps.engine, row, values, attempt=0)
-    return values, failure
+    row.update(values)  # type: ignore[typeddict-item]
+    return failure
+
+
+async def _keep(deps: Deps, prepared: Turn) -> None:
+    """A synchronous turn that ended before it was stored: stored (with its conversation
+    append), or, with store=false, only appended to its conversation."""
+    if prepared.store:
+        await _store(deps, prepared.row, ended=True)
+    else:
+        ended: FinalValues = {"status": prepared.row["status"], "output": prepared.row["output"]}
+        await turn.end(deps.engine, prepared.row, ended, attempt=None)
 
 
 async def create_stream(
@@ -394,7 +399,7 @@ async def list_responses(
     query: PageQuery,
     *,
     model: str | None,
-    status: str | None,
+    status: ResponseStatus | None,
     metadata: dict[str, str],
 ) -> dict[str, Any]:
     async with engine.connect() as conn:

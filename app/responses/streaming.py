@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.kit.eventlog import EventLog
 from app.providers.base import ModelProvider, UpstreamFailure
 from app.responses import turn
-from app.responses.domain import IN_FLIGHT, ResponseRecord, ResponseStatus
+from app.responses.domain import IN_FLIGHT, ResponseRecord, ResponseStatus, StoredResponse
 from app.responses.events import (
     TERMINAL_EVENTS,
     TurnEvents,
@@ -100,26 +100,34 @@ async def follow(
         block = FOLLOW_BLOCK
         if row["status"] in IN_FLIGHT:
             continue
-        logged = await events.last(response_id)
-        if logged is None:  # never logged, or expired: rebuild from what was stored
-            for event in replay_finished(render_response(row), row["background"]):
-                if event["sequence_number"] > last:
-                    yield event
-            return
-        if row["status"] == ResponseStatus.CANCELLED or logged["type"] in TERMINAL_EVENTS:
-            return  # the log is whole, and we are past its end (no event says "cancelled")
-        if not waited_for_end:
-            # A worker commits its end first and logs the closing events after: give it a
-            # moment before deciding it died in between.
+        ending = await _ending(events, row, last, waited_for_end)
+        if ending is None:
             waited_for_end = True
             continue
-        # The worker committed but died before logging its closing events: the row still
-        # says how it ended, numbered on from what was logged.
-        end = logged["sequence_number"] + 1
-        if end > last:
-            yield {
-                "type": final_event_type(row["status"]),
-                "sequence_number": end,
-                "response": render_response(row),
-            }
+        for event in ending:
+            yield event
         return
+
+
+async def _ending(
+    events: EventLog, row: StoredResponse, last: int, waited_for_end: bool
+) -> list[dict[str, Any]] | None:
+    """What follows `last` of a finished response whose log has nothing after it; None to
+    look at the log once more first."""
+    logged = await events.last(row["id"])
+    if logged is None:  # never logged, or expired: rebuild from what was stored
+        replayed = replay_finished(render_response(row), row["background"])
+        return [event for event in replayed if event["sequence_number"] > last]
+    if row["status"] == ResponseStatus.CANCELLED or logged["type"] in TERMINAL_EVENTS:
+        return []  # the log is whole and we are past its end (no event says "cancelled")
+    if not waited_for_end:
+        # A worker commits its end first and logs the closing events after: give it a
+        # moment before deciding it died in between.
+        return None
+    # The worker committed but died before logging its closing events: the row still says
+    # how it ended, numbered on from what was logged.
+    end = logged["sequence_number"] + 1
+    if end <= last:
+        return []
+    final = {"type": final_event_type(row["status"]), "sequence_number": end}
+    return [{**final, "response": render_response(row)}]
