@@ -37,7 +37,7 @@ def check_items(raw: list[Any] | None) -> list[dict[str, Any]]:
             param="items",
             code="array_above_max_length",
         )
-    return normalize_input(raw or [])
+    return normalize_input(raw or [], field="items")
 
 
 async def create(

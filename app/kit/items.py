@@ -181,14 +181,15 @@ ITEM_PARSERS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
 }
 
 
-def normalize_input(raw: str | list[Any]) -> list[dict[str, Any]]:
-    """The request's `input` as stored items, each with an id."""
+def normalize_input(raw: str | list[Any], field: str = "input") -> list[dict[str, Any]]:
+    """The request's `input` (or a conversation's `items`: `field` names it in errors) as
+    stored items, each with an id."""
     if isinstance(raw, str):
-        return [_message({"role": "user", "content": raw}, "input")]
+        return [_message({"role": "user", "content": raw}, field)]
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
-        param = f"input[{i}]"
+        param = f"{field}[{i}]"
         if not isinstance(item, dict):
             raise InvalidRequest(
                 f"Invalid type for '{param}': expected an object.", param=param, code="invalid_type"
@@ -205,7 +206,7 @@ def normalize_input(raw: str | list[Any]) -> list[dict[str, Any]]:
         normalized = parse(item, param)
         if normalized["id"] in seen:
             raise InvalidRequest(
-                f"Duplicate item id '{normalized['id']}' in input.",
+                f"Duplicate item id '{normalized['id']}' in {field}.",
                 param=f"{param}.id",
                 code="invalid_value",
             )

@@ -1,4 +1,8 @@
-"""Metadata as OpenAI limits it: at most 16 string pairs, keys <= 64 and values <= 512 chars."""
+"""Metadata as OpenAI limits it: at most 16 string pairs, keys <= 64 and values <= 512 chars.
+
+Kept in the key order PostgreSQL's jsonb gives back (shorter keys first, then by bytes), on
+every database: an object renders the same bytes whichever one stored it.
+"""
 
 from typing import Annotated, Any
 
@@ -30,7 +34,12 @@ def validate_metadata(value: dict[str, Any] | None) -> dict[str, str] | None:
                 f"metadata value for '{key}' is {len(val)} characters long; "
                 f"at most {MAX_METADATA_VALUE} are allowed"
             )
-    return value
+    return dict(sorted(value.items(), key=_jsonb_order))
+
+
+def _jsonb_order(pair: tuple[str, Any]) -> tuple[int, bytes]:
+    key = pair[0].encode()
+    return len(key), key
 
 
 # A request field holding metadata: validated as above, an OpenAI-shaped 400 otherwise.

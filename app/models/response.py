@@ -23,9 +23,9 @@ class ResponseRow(Base):
     previous_response_id: Mapped[str | None] = mapped_column(
         String(64), ForeignKey("responses.id", ondelete="RESTRICT")
     )
-    instructions: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    instructions: Mapped[Any] = mapped_column(JSON, nullable=True)
     # This turn's input items, normalised, each with its id (input_items serves them).
-    input: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    input: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     # This turn's input and output as chat-completions messages: what a later turn replays.
     # Derived from input and output when the turn is stored, because replaying is the hot path:
     # at depth 200, decoding the full items and converting them again on every request cost
@@ -36,11 +36,13 @@ class ResponseRow(Base):
     # as text re-serialises it (a third of the thread query's time at depth 200).
     messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     # The request parameters echoed back on the object (temperature, tools, text, ...).
-    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    output: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
-    usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Like every JSON column here but metadata: `json` (text as written), not jsonb, which
+    # re-orders object keys (a JSON schema's properties, say) and is dearer to read whole.
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    output: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONType)
     # Set when deleted while later turns still chain through it (a tombstone): invisible to the
     # API, but its items keep feeding the descendants' context.

@@ -118,6 +118,8 @@ async def _ending(
     if logged is None:  # never logged, or expired: rebuild from what was stored
         replayed = replay_finished(render_response(row), row["background"])
         return [event for event in replayed if event["sequence_number"] > last]
+    if logged["sequence_number"] > last:
+        return None  # logged since our read (the closing events, say): read them
     if row["status"] == ResponseStatus.CANCELLED or logged["type"] in TERMINAL_EVENTS:
         return []  # the log is whole and we are past its end (no event says "cancelled")
     if not waited_for_end:

@@ -190,12 +190,15 @@ class TestDriverFastPath:
         class Abort(Exception):
             pass
 
+        async def create_then_abort(engine: AsyncEngine, row: ResponseRecord) -> None:
+            async with engine.begin() as conn:
+                await ResponsesRepository(conn).create(row)
+                raise Abort
+
         async def work(engine: AsyncEngine) -> None:
             row = new_row()
             with pytest.raises(Abort):
-                async with engine.begin() as conn:
-                    await ResponsesRepository(conn).create(row)
-                    raise Abort
+                await create_then_abort(engine, row)
             async with engine.connect() as conn:
                 found = await conn.execute(
                     text("SELECT count(*) FROM responses WHERE id = :id"), {"id": row["id"]}
