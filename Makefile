@@ -3,6 +3,7 @@
 #   make run                      serve on SQLite (http://127.0.0.1:8000; HOST/PORT override)
 #   make test                     the test suite, against PostgreSQL and Redis (see scripts/ensure-services)
 #   make test ARGS="-k threading -x"
+#   make test-clients             Tether driven by the Node openai SDK and the Vercel AI SDK (node >= 20)
 #   make lint                     ruff check, ruff format --check, mypy
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ VENV   := .venv
 PIP    := $(VENV)/bin/python -m pip -q --disable-pip-version-check
 ARGS   ?=
 
-.PHONY: run test lint
+.PHONY: run test test-clients lint
 
 run: $(VENV)/.stamp-run
 	exec $(VENV)/bin/tether serve
@@ -18,6 +19,9 @@ run: $(VENV)/.stamp-run
 test: $(VENV)/.stamp-dev
 	scripts/ensure-services
 	$(VENV)/bin/pytest $(ARGS)
+
+test-clients: $(VENV)/.stamp-dev
+	$(VENV)/bin/python tests/clients/run.py
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

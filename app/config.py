@@ -34,8 +34,12 @@ class Settings(BaseSettings):
     upstream_timeout: float = Field(default=600.0, gt=0, description="seconds for a whole call")
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=256, ge=1)
-    # The model's context window in tokens, for truncation="auto" (unset: never truncate).
+    # A model's context window in tokens, for truncation="auto", when its server does not
+    # publish one (vLLM, SGLang, llama.cpp and LM Studio do, in /v1/models).
     context_window_tokens: int | None = Field(default=None, gt=0)
+    # Strict chat templates (Mistral, Gemma) refuse several system messages or two messages
+    # of one role in a row: merge them before the upstream sees them.
+    upstream_merge_messages: bool = False
     # `max_tokens` is what vLLM, Ollama, llama.cpp and SGLang all accept; OpenAI's reasoning
     # models want `max_completion_tokens`.
     upstream_max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"

@@ -21,6 +21,7 @@ from app.responses.domain import FinalValues, ResponseStatus
 from app.responses.events import TurnEvents
 from app.responses.render import render_response
 from app.responses.repository import ResponsesRepository
+from app.responses.translate import OutputOptions
 
 log_ = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ async def execute(
     """
     # A re-run after a lost worker continues the numbering: a resuming client never sees a
     # sequence number twice (it may see the lost attempt's partial output before this one's).
-    stream = TurnEvents(render_response(job.row), next_seq=await _next_seq(events, job))
+    options = OutputOptions.of(job.row["params"])
+    next_seq = await _next_seq(events, job)
+    stream = TurnEvents(render_response(job.row), next_seq=next_seq, options=options)
     events.add([stream.lifecycle("response.in_progress", status=ResponseStatus.IN_PROGRESS)])
     limit = settings.job_time_limit_seconds
     try:

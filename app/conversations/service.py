@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.conversations.repository import ConversationsRepository
 from app.errors import InvalidRequest, NotFound
+from app.items.service import resolve_references
 from app.kit.driver import Db
 from app.kit.http import page
 from app.kit.ids import new_id
@@ -43,7 +44,7 @@ def check_items(raw: list[Any] | None) -> list[dict[str, Any]]:
 async def create(
     engine: AsyncEngine, project_id: str, raw_items: list[Any] | None, metadata: dict[str, Any]
 ) -> dict[str, Any]:
-    new = check_items(raw_items)
+    new = await resolve_references(engine, project_id, check_items(raw_items), "items")
     async with engine.begin() as conn:
         repo = ConversationsRepository(conn)
         row = await repo.create(project_id, new_id("conv"), metadata)
@@ -81,7 +82,7 @@ async def delete(engine: AsyncEngine, project_id: str, conversation_id: str) -> 
 async def add_items(
     engine: AsyncEngine, project_id: str, conversation_id: str, raw_items: list[Any]
 ) -> dict[str, Any]:
-    new = check_items(raw_items)
+    new = await resolve_references(engine, project_id, check_items(raw_items), "items")
     async with engine.begin() as conn:
         if not await ConversationsRepository(conn).append(project_id, conversation_id, new):
             raise not_found(conversation_id)

@@ -157,14 +157,31 @@ def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
 
 
 def _function_call_output(item: dict[str, Any], param: str) -> dict[str, Any]:
+    """A tool's result: a string, or (as OpenAI accepts, and the Agents SDK sends for
+    structured tool output) a list of input content parts."""
     check_keys(item, {"type", "id", "call_id", "output", "status"}, param)
+    output = item.get("output")
+    if isinstance(output, list):
+        result: str | list[dict[str, Any]] = [
+            _part(p, "tool", f"{param}.output[{j}]") for j, p in enumerate(output)
+        ]
+    else:
+        result = _string(output, f"{param}.output")
     return {
         "id": _item_id(item.get("id"), "fco", f"{param}.id"),
         "type": "function_call_output",
         "call_id": _string(item.get("call_id"), f"{param}.call_id"),
-        "output": _string(item.get("output"), f"{param}.output"),
+        "output": result,
         "status": "completed",
     }
+
+
+def _item_reference(item: dict[str, Any], param: str) -> dict[str, Any]:
+    """An earlier item by id (the AI SDK re-sends stored output this way): kept as a
+    reference here, replaced by the stored item before the turn is built
+    (app/responses/references.py)."""
+    check_keys(item, {"type", "id"}, param)
+    return {"type": "item_reference", "id": _string(item.get("id"), f"{param}.id")}
 
 
 def _reasoning(item: dict[str, Any], param: str) -> dict[str, Any]:
@@ -178,6 +195,7 @@ ITEM_PARSERS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
     "function_call": _function_call,
     "function_call_output": _function_call_output,
     "reasoning": _reasoning,
+    "item_reference": _item_reference,
 }
 
 
@@ -199,7 +217,8 @@ def normalize_input(raw: str | list[Any], field: str = "input") -> list[dict[str
         if parse is None:
             raise InvalidRequest(
                 f"Input items of type '{kind}' are not supported; send 'message', "
-                "'function_call', 'function_call_output' or 'reasoning' items.",
+                "'function_call', 'function_call_output', 'reasoning' or 'item_reference' "
+                "items.",
                 param=f"{param}.type",
                 code="unsupported_value",
             )
@@ -219,11 +238,17 @@ def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Items as chat-completions messages, dropping those the model need not see.
 
     A turn's function calls join the assistant message just before them (or open one), as
-    `tool_calls`; each output becomes a `tool` message answering its call by id.
+    `tool_calls`; each output becomes a `tool` message answering its call by id. A tool
+    message carries text only, so images a tool returned follow the run of tool messages in a
+    `user` message of their own.
     """
     out: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
     for item in items:
         kind = item.get("type")
+        if images and kind != "function_call_output":
+            out.append({"role": "user", "content": images})
+            images = []
         if kind == "function_call":
             call = {
                 "id": item["call_id"],
@@ -236,17 +261,35 @@ def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out.append(last)
             last.setdefault("tool_calls", []).append(call)
         elif kind == "function_call_output":
-            out.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
+            text, pictures = _tool_output(item["output"])
+            out.append({"role": "tool", "tool_call_id": item["call_id"], "content": text})
+            if pictures:
+                caption = f"Images returned by the tool call {item['call_id']}:"
+                images += [{"type": "text", "text": caption}, *pictures]
         elif (message := to_chat_message(item)) is not None:
             out.append(message)
+    if images:
+        out.append({"role": "user", "content": images})
     return out
 
 
-def to_chat_message(item: dict[str, Any]) -> dict[str, Any] | None:
-    """A message item as a chat-completions message (None for other items).
+def _tool_output(output: str | list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """A tool output's text, and its images as chat content parts."""
+    if isinstance(output, str):
+        return output, []
+    text = "".join(p["text"] for p in output if p["type"] == "input_text")
+    return text, [_chat_part(p) for p in output if p["type"] == "input_image"]
 
-    `developer` becomes `system`: most self-hosted servers' chat templates know no other role.
-    """
+
+def _chat_part(part: dict[str, Any]) -> dict[str, Any]:
+    if part["type"] == "input_text":
+        return {"type": "text", "text": part["text"]}
+    return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": part["detail"]}}
+
+
+def to_chat_message(item: dict[str, Any]) -> dict[str, Any] | None:
+    """A message item as a chat-completions message (None for other items). `developer` stays
+    `developer` here; app/providers/templates.py decides what the upstream is sent."""
     if item.get("type") != "message":
         return None
     role = item["role"]
@@ -254,15 +297,6 @@ def to_chat_message(item: dict[str, Any]) -> dict[str, Any] | None:
     if role == "assistant":
         text = "".join(p.get("text") or p.get("refusal") or "" for p in parts)
         return {"role": "assistant", "content": text}
-    chat_role = "system" if role == "developer" else role
     if len(parts) == 1 and parts[0]["type"] == "input_text":
-        return {"role": chat_role, "content": parts[0]["text"]}
-    content: list[dict[str, Any]] = []
-    for p in parts:
-        if p["type"] == "input_text":
-            content.append({"type": "text", "text": p["text"]})
-        else:
-            content.append(
-                {"type": "image_url", "image_url": {"url": p["image_url"], "detail": p["detail"]}}
-            )
-    return {"role": chat_role, "content": content}
+        return {"role": role, "content": parts[0]["text"]}
+    return {"role": role, "content": [_chat_part(p) for p in parts]}

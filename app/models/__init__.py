@@ -4,11 +4,13 @@ from app.models.chat_completion import ChatCompletionRow
 from app.models.conversation import ConversationItemRow, ConversationRow
 from app.models.response import ResponseRow
 from app.models.response_event import ResponseEventRow
+from app.models.response_item import ResponseItemRow
 
 __all__ = [
     "ChatCompletionRow",
     "ConversationItemRow",
     "ConversationRow",
     "ResponseEventRow",
+    "ResponseItemRow",
     "ResponseRow",
 ]

@@ -34,4 +34,6 @@ class ConversationItemRow(Base):
 
     __table_args__ = (
         Index("ix_conversation_items_conversation_id_item_id", "conversation_id", "item_id"),
+        # An item_reference names an item by id alone (app/items/).
+        Index("ix_conversation_items_item_id", "item_id"),
     )

@@ -44,6 +44,8 @@ class ResponseRow(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONType)
+    # The service tier the upstream says it used (OpenAI's answers carry it), for the object.
+    service_tier: Mapped[str | None] = mapped_column(String(16))
     # Set when deleted while later turns still chain through it (a tombstone): invisible to the
     # API, but its items keep feeding the descendants' context.
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)

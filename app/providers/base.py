@@ -54,6 +54,10 @@ class ChatResult:
     usage: dict[str, Any] | None = None
     reasoning: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    refusal: str | None = None
+    # The chat logprobs of the text (choices[0].logprobs.content), when asked for.
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    service_tier: str | None = None  # the tier the upstream says it used
 
 
 @dataclass(slots=True)
@@ -62,10 +66,13 @@ class ChatDelta:
 
     text: str = ""
     reasoning: str = ""
+    refusal: str = ""
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     # Tool-call pieces as the upstream streams them: {index, id?, function: {name?, arguments?}}
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # of this chunk's text
+    service_tier: str | None = None
 
 
 class ModelProvider(Protocol):
@@ -79,5 +86,9 @@ class ModelProvider(Protocol):
     def chunks_raw(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
 
     async def list_models(self) -> list[dict[str, Any]]: ...
+
+    async def context_window(self, model: str) -> int | None:
+        """The model's context window in tokens, where the server publishes it."""
+        ...
 
     async def close(self) -> None: ...

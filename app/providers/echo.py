@@ -90,5 +90,8 @@ class EchoProvider:
     async def list_models(self) -> list[dict[str, Any]]:
         return [{"id": ECHO_MODEL, "object": "model", "created": 0, "owned_by": "tether"}]
 
+    async def context_window(self, model: str) -> int | None:
+        return None  # echo has no window: it answers whatever it gets
+
     async def close(self) -> None:
         return None

@@ -51,15 +51,41 @@ def _chunk(data: bytes) -> dict[str, Any]:
     return chunk
 
 
+def _logprobs(choice: dict[str, Any]) -> list[dict[str, Any]]:
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    return [entry for entry in content or [] if isinstance(entry, dict)]
+
+
 def _delta(chunk: dict[str, Any]) -> ChatDelta:
-    out = ChatDelta(usage=chunk.get("usage"))
+    out = ChatDelta(usage=chunk.get("usage"), service_tier=chunk.get("service_tier"))
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
         out.text += delta.get("content") or ""
         out.reasoning += delta.get("reasoning_content") or delta.get("reasoning") or ""
+        out.refusal += delta.get("refusal") or ""
         out.tool_calls += delta.get("tool_calls") or []
+        out.logprobs += _logprobs(choice)
         out.finish_reason = choice.get("finish_reason") or out.finish_reason
     return out
+
+
+def published_context_window(entry: dict[str, Any]) -> int | None:
+    """A /v1/models entry's context window, as the servers that publish it name it:
+    vLLM and SGLang `max_model_len`; LM Studio `max_context_length`; OpenRouter-style
+    `context_length`; llama.cpp's server `meta.n_ctx` (its runtime window) or, failing that,
+    `meta.n_ctx_train` (the model's). Ollama publishes none through its OpenAI API."""
+    meta: dict[str, Any] = entry["meta"] if isinstance(entry.get("meta"), dict) else {}
+    for value in (
+        entry.get("max_model_len"),
+        entry.get("max_context_length"),
+        entry.get("context_length"),
+        meta.get("n_ctx"),
+        meta.get("n_ctx_train"),
+    ):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def _classify(status: int) -> str:
@@ -159,12 +185,22 @@ class OpenAICompatibleProvider:
             usage=data.get("usage"),
             reasoning=message.get("reasoning_content") or message.get("reasoning"),
             tool_calls=message.get("tool_calls") or [],
+            refusal=message.get("refusal"),
+            logprobs=_logprobs(choice),
+            service_tier=data.get("service_tier"),
         )
 
     async def list_models(self) -> list[dict[str, Any]]:
         data = await self._json("GET", "/models")
         models = data.get("data") if isinstance(data, dict) else None
         return [m for m in models or [] if isinstance(m, dict) and "id" in m]
+
+    async def context_window(self, model: str) -> int | None:
+        """From the upstream's /v1/models entry for `model`, where the server publishes it."""
+        for entry in await self.list_models():
+            if entry["id"] == model:
+                return published_context_window(entry)
+        return None
 
     async def close(self) -> None:
         if self._session is not None:

@@ -42,7 +42,10 @@ class TurnParams(TypedDict):
     user: str | None
     safety_identifier: str | None
     prompt_cache_key: str | None
+    prompt_cache_retention: str | None
     service_tier: str | None
+    include: list[str]
+    context_management: list[dict[str, Any]] | None
     conversation_id: str | None
 
 
@@ -64,6 +67,7 @@ class StoredResponse(TypedDict):
     error: dict[str, Any] | None
     incomplete_details: dict[str, Any] | None
     metadata: dict[str, str]
+    service_tier: NotRequired[str | None]
 
 
 class ResponseRecord(StoredResponse):
@@ -89,6 +93,7 @@ class FinalValues(TypedDict, total=False):
     incomplete_details: dict[str, Any] | None
     completed_at: int | None
     messages: list[dict[str, Any]]
+    service_tier: str | None  # the one the upstream says it used
 
 
 FINAL_COLUMNS = (
@@ -99,4 +104,5 @@ FINAL_COLUMNS = (
     "incomplete_details",
     "completed_at",
     "messages",
+    "service_tier",
 )

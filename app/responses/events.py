@@ -8,17 +8,21 @@ its row, for a stream whose event log has expired, through the same TurnEvents.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from app.kit.ids import new_id
 from app.providers.base import ChatDelta, UpstreamFailure
 from app.responses.domain import FinalValues, ResponseStatus
 from app.responses.translate import (
+    OutputOptions,
     failed_values,
     finish_status,
     finished_values,
     function_call_item,
+    map_logprobs,
     message_item,
+    output_text,
     reasoning_item,
 )
 
@@ -32,16 +36,83 @@ def final_event_type(status: str) -> str:
     }.get(ResponseStatus(status), "response.completed")
 
 
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """How one kind of streamed text is framed: its item, its part and its events."""
+
+    item_type: str  # "message" or "reasoning"
+    part: dict[str, Any]  # the empty part, as announced
+    opened: str  # the part's .added event
+    delta: str
+    done: str
+    closed: str  # the part's .done event
+    index_field: str  # "content_index", or "summary_index" for summaries
+    text_field: str  # where the .done event carries the whole text
+
+
+PARTS = {
+    "message": _Part(
+        "message",
+        output_text(""),
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "content_index",
+        "text",
+    ),
+    "refusal": _Part(
+        "message",
+        {"type": "refusal", "refusal": ""},
+        "response.content_part.added",
+        "response.refusal.delta",
+        "response.refusal.done",
+        "response.content_part.done",
+        "content_index",
+        "refusal",
+    ),
+    "reasoning": _Part(
+        "reasoning",
+        {"type": "reasoning_text", "text": ""},
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "content_index",
+        "text",
+    ),
+    # Reasoning streamed as its summary, when reasoning.summary was asked for.
+    "summary": _Part(
+        "reasoning",
+        {"type": "summary_text", "text": ""},
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "summary_index",
+        "text",
+    ),
+}
+
+
 class TurnEvents:
-    def __init__(self, response: dict[str, Any], next_seq: int = 0) -> None:
+    def __init__(
+        self,
+        response: dict[str, Any],
+        next_seq: int = 0,
+        options: OutputOptions | None = None,
+    ) -> None:
         self.response = response  # the rendered Response object, updated as the turn goes
         self.seq = next_seq
+        self.options = options or OutputOptions()
         self.items: list[dict[str, Any]] = []  # output items, in stream order
-        self.open: dict[str, dict[str, Any]] = {}  # "reasoning" / "message" -> item
+        self.open: dict[str, dict[str, Any]] = {}  # kind ("message", "call:0", ...) -> item
         self.texts: dict[str, str] = {}
+        self.logprobs: list[dict[str, Any]] = []  # the open message's
         self.calls: dict[str, int] = {}  # tool-call key -> its index in items
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.service_tier: str | None = None
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         out = {"type": kind, "sequence_number": self.seq, **fields}
@@ -56,29 +127,44 @@ class TurnEvents:
     def delta(self, delta: ChatDelta) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if delta.reasoning:
-            out += self._piece("reasoning", delta.reasoning)
+            kind = "summary" if self.options.summary else "reasoning"
+            out += self._piece(kind, delta.reasoning)
         if delta.text:
-            out += self._piece("message", delta.text)
+            logprobs = map_logprobs(delta.logprobs) if self.options.logprobs else []
+            out += self._piece("message", delta.text, logprobs=logprobs)
+        if delta.refusal:
+            out += self._piece("refusal", delta.refusal)
         for call in delta.tool_calls:
             out += self._call_piece(call)
         self.finish_reason = delta.finish_reason or self.finish_reason
         self.usage = delta.usage or self.usage
+        self.service_tier = delta.service_tier or self.service_tier
         return out
 
-    def _piece(self, kind: str, text: str, item_id: str | None = None) -> list[dict[str, Any]]:
+    def _piece(
+        self,
+        kind: str,
+        text: str,
+        item_id: str | None = None,
+        logprobs: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        spec = PARTS[kind]
         out: list[dict[str, Any]] = []
-        item = self.open.get(kind)
-        if item is None:
-            item = self._open(kind, out, item_id)
-        index = self.items.index(item)
+        item = self.open.get(kind) or self._open(kind, out, item_id)
         self.texts[kind] += text
-        name = (
-            "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta"
-        )
-        extra: dict[str, Any] = {"logprobs": []} if kind == "message" else {}
+        extra: dict[str, Any] = {}
+        if kind == "message":
+            self.logprobs += logprobs or []
+            extra["logprobs"] = logprobs or []
+        index = self.items.index(item)
         out.append(
             self.event(
-                name, item_id=item["id"], output_index=index, content_index=0, delta=text, **extra
+                spec.delta,
+                item_id=item["id"],
+                output_index=index,
+                **{spec.index_field: 0},
+                delta=text,
+                **extra,
             )
         )
         return out
@@ -87,19 +173,15 @@ class TurnEvents:
         self, kind: str, out: list[dict[str, Any]], item_id: str | None = None
     ) -> dict[str, Any]:
         out += self._close_open()
-        if kind == "message":
-            item: dict[str, Any] = {
+        spec = PARTS[kind]
+        item: dict[str, Any]
+        if spec.item_type == "message":
+            item = {
                 "id": item_id or new_id("msg"),
                 "type": "message",
                 "status": "in_progress",
                 "role": "assistant",
                 "content": [],
-            }
-            part: dict[str, Any] = {
-                "type": "output_text",
-                "text": "",
-                "annotations": [],
-                "logprobs": [],
             }
         else:
             item = {
@@ -108,19 +190,19 @@ class TurnEvents:
                 "summary": [],
                 "content": [],
             }
-            part = {"type": "reasoning_text", "text": ""}
         self.items.append(item)
         self.open[kind] = item
         self.texts[kind] = ""
+        self.logprobs = []
         index = len(self.items) - 1
         out.append(self.event("response.output_item.added", output_index=index, item=item))
         out.append(
             self.event(
-                "response.content_part.added",
+                spec.opened,
                 item_id=item["id"],
                 output_index=index,
-                content_index=0,
-                part=part,
+                **{spec.index_field: 0},
+                part=spec.part,
             )
         )
         return item
@@ -141,7 +223,7 @@ class TurnEvents:
         if item is None:
             out += self._close_open()
             item = {
-                "id": new_id("fc"),
+                "id": item_id or new_id("fc"),
                 "type": "function_call",
                 "status": "in_progress",
                 "call_id": call.get("id") or new_id("call"),
@@ -192,36 +274,34 @@ class TurnEvents:
             out += self._close(kind, status)
         return out
 
+    def _done_item(self, kind: str, item_id: str, status: str) -> tuple[dict[str, Any], Any]:
+        """The finished item, and its finished part."""
+        text = self.texts[kind]
+        if kind == "message":
+            part = output_text(text, self.logprobs)
+            return message_item(item_id, status, part), part
+        if kind == "refusal":
+            part = {"type": "refusal", "refusal": text}
+            return message_item(item_id, status, part), part
+        done = reasoning_item(item_id, text, self.options)
+        parts = done["summary"] if kind == "summary" else done["content"]
+        return done, parts[0]
+
     def _close(self, kind: str, status: str) -> list[dict[str, Any]]:
         if kind.startswith("call:"):
             return self._close_call(kind)
+        spec = PARTS[kind]
         item = self.open.pop(kind)
         index = self.items.index(item)
-        text = self.texts[kind]
-        extra: dict[str, Any]
-        if kind == "message":
-            done = message_item(item["id"], text, status)
-            name, extra = "response.output_text.done", {"logprobs": []}
-        else:
-            done = reasoning_item(item["id"], text)
-            name, extra = "response.reasoning_text.done", {}
-        out = [
-            self.event(
-                name, item_id=item["id"], output_index=index, content_index=0, text=text, **extra
-            )
-        ]
+        done, part = self._done_item(kind, item["id"], status)
+        where = {"item_id": item["id"], "output_index": index, spec.index_field: 0}
+        extra: dict[str, Any] = {"logprobs": part["logprobs"]} if kind == "message" else {}
         self.items[index] = done
-        out.append(
-            self.event(
-                "response.content_part.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                part=done["content"][0],
-            )
-        )
-        out.append(self.event("response.output_item.done", output_index=index, item=done))
-        return out
+        return [
+            self.event(spec.done, **where, **{spec.text_field: self.texts[kind]}, **extra),
+            self.event(spec.closed, **where, part=part),
+            self.event("response.output_item.done", output_index=index, item=done),
+        ]
 
     def finish(
         self, input_messages: list[dict[str, Any]]
@@ -233,15 +313,18 @@ class TurnEvents:
             self._open("message", out)  # an empty answer still has its message
         out += self._close_open(status)
         values = finished_values(status, incomplete, self.items, self.usage, input_messages)
+        values["service_tier"] = self.service_tier
         return values, [*out, self._final(values)]
 
     def abandon(self, input_messages: list[dict[str, Any]]) -> FinalValues:
         """The row's values when the stream's client went away mid-answer: what was generated
-        so far, `incomplete` with reason `client_disconnected` (no events: nobody listens)."""
+        so far, `incomplete` (no events: nobody listens). OpenAI has no reason for this, and
+        strict clients accept only its reasons, so `reason` is null and the cause is named
+        in a field of our own."""
         self._close_open(ResponseStatus.INCOMPLETE)
         return finished_values(
             ResponseStatus.INCOMPLETE,
-            {"reason": "client_disconnected"},
+            {"reason": None, "tether_reason": "client_disconnected"},
             self.items,
             self.usage,
             input_messages,
@@ -258,9 +341,9 @@ class TurnEvents:
             call = {"index": index, "id": item["call_id"], "function": function}
             out = self._call_piece(call, item["id"])
             return out + self._close(f"call:{index}", ResponseStatus.COMPLETED)
-        kind = "message" if item["type"] == "message" else "reasoning"
-        part = item["content"][0] if item.get("content") else {}
-        out = self._piece(kind, part.get("text") or part.get("refusal") or "", item["id"])
+        kind, part = _replayed_part(item)
+        text = part.get("text") or part.get("refusal") or ""
+        out = self._piece(kind, text, item["id"], logprobs=part.get("logprobs"))
         return out + self._close(kind, item.get("status", ResponseStatus.COMPLETED))
 
     def fail(self, failure: UpstreamFailure) -> tuple[FinalValues, list[dict[str, Any]]]:
@@ -272,12 +355,27 @@ class TurnEvents:
         return values, out
 
 
+def _replayed_part(item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The kind of streamed text a stored message or reasoning item was, and its part."""
+    if item["type"] == "message":
+        part = item["content"][0] if item.get("content") else {}
+        return ("refusal" if part.get("type") == "refusal" else "message"), part
+    if item.get("summary"):
+        return "summary", item["summary"][0]
+    return "reasoning", item["content"][0] if item.get("content") else {}
+
+
 def _shown(values: FinalValues) -> dict[str, Any]:
     """Row values that also appear on the Response object."""
-    return {k: v for k, v in values.items() if k != "messages"}
+    shown: dict[str, Any] = {k: v for k, v in values.items() if k != "messages"}
+    if "service_tier" in shown:
+        shown["service_tier"] = shown["service_tier"] or "default"
+    return shown
 
 
-def replay_finished(response: dict[str, Any], background: bool) -> Iterator[dict[str, Any]]:
+def replay_finished(
+    response: dict[str, Any], background: bool, options: OutputOptions
+) -> Iterator[dict[str, Any]]:
     """The events of a finished response, rebuilt from what was stored (one delta per part)."""
     start = {
         **response,
@@ -288,7 +386,7 @@ def replay_finished(response: dict[str, Any], background: bool) -> Iterator[dict
         "error": None,
         "incomplete_details": None,
     }
-    turn = TurnEvents(start)
+    turn = TurnEvents(start, options=options)
     yield turn.lifecycle("response.created")
     if background:
         yield turn.lifecycle("response.queued")

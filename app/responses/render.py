@@ -26,16 +26,18 @@ def render_response(row: Mapping[Any, Any]) -> dict[str, Any]:
         if params.get("conversation_id")
         else None,
         "prompt_cache_key": params.get("prompt_cache_key"),
+        "prompt_cache_retention": params.get("prompt_cache_retention"),
         "reasoning": params.get("reasoning") or {"effort": None, "summary": None},
         "safety_identifier": params.get("safety_identifier"),
-        "service_tier": params.get("service_tier") or "default",
+        # The tier the upstream says it served (OpenAI's do); a server without tiers: default.
+        "service_tier": row.get("service_tier") or "default",
         "store": params.get("store", True),
         # OpenAI echoes the effective sampling defaults; params keep what the client sent.
         "temperature": 1.0 if params.get("temperature") is None else params["temperature"],
         "text": params.get("text") or {"format": {"type": "text"}},
         "tool_choice": params.get("tool_choice", "auto"),
         "tools": params.get("tools") or [],
-        "top_logprobs": params.get("top_logprobs"),
+        "top_logprobs": params.get("top_logprobs") or 0,
         "top_p": 1.0 if params.get("top_p") is None else params["top_p"],
         "truncation": params.get("truncation", "disabled"),
         "usage": row["usage"],

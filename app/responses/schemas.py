@@ -29,6 +29,10 @@ class CreateResponseRequest(BaseModel):
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
+    # OpenAI's reference writes "in-memory", its SDKs' types "in_memory": both are accepted,
+    # echoed and forwarded as sent.
+    prompt_cache_retention: Literal["in-memory", "in_memory", "24h"] | None = None
+    context_management: list[Any] | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     tools: list[dict[str, Any]] = Field(default_factory=list)
     tool_choice: str | dict[str, Any] = "auto"

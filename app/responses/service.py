@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.errors import Conflict, InvalidRequest, NotFound
+from app.items.service import resolve_references
 from app.jobs import Enqueuer
 from app.kit.eventlog import EventLog
 from app.kit.http import page
@@ -34,83 +35,19 @@ from app.responses.domain import (
     ResponseRecord,
     ResponseStatus,
     StoredResponse,
-    TurnParams,
 )
 from app.responses.events import TurnEvents
+from app.responses.params import check_request
 from app.responses.render import render_response
 from app.responses.repository import DuplicateKey, PreviousResponseGone, ResponsesRepository
 from app.responses.schemas import CreateResponseRequest
-from app.responses.translate import (
-    check_reasoning,
-    check_text,
-    check_tool_choice,
-    check_tools,
-    completed_values,
-    failed_values,
-)
+from app.responses.translate import OutputOptions, completed_values, failed_values
 
 log = logging.getLogger(__name__)
 
 
 def not_found(response_id: str) -> NotFound:
     return NotFound(f"Response with id '{response_id}' not found.")
-
-
-def _unsupported(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="unsupported_value")
-
-
-def conversation_id(conversation: str | dict[str, Any] | None) -> str | None:
-    if conversation is None or isinstance(conversation, str):
-        return conversation
-    if not isinstance(conversation.get("id"), str):
-        raise InvalidRequest(
-            "Missing required parameter: 'conversation.id'.",
-            param="conversation.id",
-            code="missing_required_parameter",
-        )
-    return str(conversation["id"])
-
-
-def check_request(req: CreateResponseRequest) -> TurnParams:
-    """Reject what we cannot honour; return the parameters kept with the response."""
-    if req.input is None:
-        raise InvalidRequest(
-            "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
-        )
-    if req.background and not req.store:
-        raise InvalidRequest(
-            "Background responses require store=true.", param="background", code="invalid_value"
-        )
-    if req.conversation is not None and req.previous_response_id is not None:
-        raise InvalidRequest(
-            "Use either 'conversation' or 'previous_response_id', not both.",
-            param="previous_response_id",
-            code="invalid_value",
-        )
-    if req.prompt is not None:
-        raise _unsupported("prompt", "Prompt templates are not supported.")
-    tools = check_tools(req.tools)
-    tool_choice = check_tool_choice(req.tool_choice, tools)
-    return {
-        "store": req.store,
-        "max_output_tokens": req.max_output_tokens,
-        "max_tool_calls": req.max_tool_calls,
-        "parallel_tool_calls": req.parallel_tool_calls,
-        "temperature": req.temperature,
-        "top_p": req.top_p,
-        "top_logprobs": req.top_logprobs,
-        "text": check_text(req.text),
-        "reasoning": check_reasoning(req.reasoning),
-        "tool_choice": tool_choice,
-        "tools": tools,
-        "truncation": req.truncation,
-        "user": req.user,
-        "safety_identifier": req.safety_identifier,
-        "prompt_cache_key": req.prompt_cache_key,
-        "service_tier": req.service_tier,
-        "conversation_id": conversation_id(req.conversation),
-    }
 
 
 def request_hash(req: CreateResponseRequest) -> str:
@@ -207,7 +144,7 @@ async def prepare(
     params = check_request(req)
     provider = providers.for_model(req.model)
     assert req.input is not None
-    new_items = normalize_input(req.input)
+    new_items = await resolve_references(engine, project_id, normalize_input(req.input))
     row: ResponseRecord = {
         "id": new_id("resp"),
         "project_id": project_id,
@@ -264,7 +201,7 @@ async def _answer(deps: Deps, prepared: Turn, *, stored_first: bool) -> Upstream
     failure: UpstreamFailure | None = None
     try:
         result = await prepared.provider.complete(prepared.payload)
-        values = completed_values(result, row["messages"])
+        values = completed_values(result, row["messages"], OutputOptions.of(row["params"]))
     except UpstreamFailure as exc:
         failure = exc
         values = failed_values(exc)
@@ -334,8 +271,7 @@ async def _store(deps: Deps, row: ResponseRecord, *, ended: bool) -> StoredRespo
         if ended:
             await turn.store_ended(deps.engine, row)
         else:
-            async with deps.engine.begin() as conn:
-                await ResponsesRepository(conn).create(row)
+            await turn.store_started(deps.engine, row)
     except PreviousResponseGone as exc:
         # The parent was deleted for good while the model was answering.
         assert row["previous_response_id"] is not None

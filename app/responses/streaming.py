@@ -29,6 +29,7 @@ from app.responses.events import (
 )
 from app.responses.render import render_response
 from app.responses.repository import ResponsesRepository
+from app.responses.translate import OutputOptions
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ async def synchronous(
     """The events of a turn streamed as the model answers; `row` is already stored if `store`
     (and this request owns it as attempt 0: it is never claimed by a worker)."""
     attempt = 0 if row["params"]["store"] else None
-    events = TurnEvents(render_response(row))
+    events = TurnEvents(render_response(row), options=OutputOptions.of(row["params"]))
     yield events.lifecycle("response.created")
     yield events.lifecycle("response.in_progress")
     finished = False
@@ -116,7 +117,8 @@ async def _ending(
     look at the log once more first."""
     logged = await events.last(row["id"])
     if logged is None:  # never logged, or expired: rebuild from what was stored
-        replayed = replay_finished(render_response(row), row["background"])
+        options = OutputOptions.of(row["params"])
+        replayed = replay_finished(render_response(row), row["background"], options)
         return [event for event in replayed if event["sequence_number"] > last]
     if logged["sequence_number"] > last:
         return None  # logged since our read (the closing events, say): read them

@@ -1,122 +1,46 @@
 """Responses <-> Chat Completions: the request as a chat payload, the chat result as output."""
 
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from app.errors import InvalidRequest
 from app.kit.ids import new_id, now_seconds
-from app.kit.items import check_keys, to_chat_messages
+from app.kit.items import to_chat_messages
 from app.providers.base import ChatResult, UpstreamFailure
+from app.providers.templates import fit_template
 from app.responses.domain import FinalValues, ResponseStatus, TurnParams
 
-TEXT_FORMATS = ("text", "json_schema", "json_object")
-REASONING_EFFORTS = (None, "none", "minimal", "low", "medium", "high", "xhigh")
+# Parameters Chat Completions has under the same name: forwarded when the client set them.
+FORWARDED = (
+    "temperature",
+    "top_p",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "service_tier",
+)
 
 
-def check_text(text: dict[str, Any] | None) -> dict[str, Any]:
-    """The `text` config as echoed back; rejects what the upstream could not be asked for."""
-    text = dict(text or {})
-    fmt = text.get("format") or {"type": "text"}
-    if not isinstance(fmt, dict) or fmt.get("type") not in TEXT_FORMATS:
-        kind = fmt.get("type") if isinstance(fmt, dict) else fmt
-        raise InvalidRequest(
-            f"Invalid value: '{kind}'. Supported values are: 'text', 'json_schema' and "
-            "'json_object'.",
-            param="text.format.type",
-            code="invalid_value",
+@dataclass(frozen=True, slots=True)
+class OutputOptions:
+    """What the output carries beyond the answer, as the request asked (include, top_logprobs,
+    reasoning.summary). One reading of the parameters for the stored, streamed and replayed
+    output alike."""
+
+    logprobs: bool = False
+    summary: bool = False
+    encrypted_reasoning: bool = False
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> "OutputOptions":
+        include = params.get("include") or []
+        return cls(
+            logprobs="message.output_text.logprobs" in include or bool(params.get("top_logprobs")),
+            summary=bool((params.get("reasoning") or {}).get("summary")),
+            encrypted_reasoning="reasoning.encrypted_content" in include,
         )
-    if fmt["type"] == "json_schema":
-        if not isinstance(fmt.get("name"), str):
-            raise InvalidRequest(
-                "Missing required parameter: 'text.format.name'.",
-                param="text.format.name",
-                code="missing_required_parameter",
-            )
-        if not isinstance(fmt.get("schema"), dict):
-            raise InvalidRequest(
-                "Missing required parameter: 'text.format.schema'.",
-                param="text.format.schema",
-                code="missing_required_parameter",
-            )
-    text["format"] = fmt
-    return text
-
-
-def check_reasoning(reasoning: dict[str, Any] | None) -> dict[str, Any]:
-    reasoning = reasoning or {}
-    for key in reasoning:
-        if key not in ("effort", "summary", "generate_summary"):
-            raise InvalidRequest(
-                f"Unknown parameter: 'reasoning.{key}'.",
-                param=f"reasoning.{key}",
-                code="unknown_parameter",
-            )
-    effort = reasoning.get("effort")
-    if effort not in REASONING_EFFORTS:
-        raise InvalidRequest(
-            f"Invalid value: '{effort}'.", param="reasoning.effort", code="invalid_value"
-        )
-    return {"effort": effort, "summary": reasoning.get("summary")}
-
-
-FUNCTION_KEYS = {"type", "name", "description", "parameters", "strict"}
-TOOL_CHOICES = ("auto", "none", "required")
-
-
-def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Function tools, as echoed back. Tools we do not run (web_search, file_search, MCP...)
-    are a 400 naming the type."""
-    out = []
-    for i, tool in enumerate(tools):
-        param = f"tools[{i}]"
-        if tool.get("type") != "function":
-            raise InvalidRequest(
-                f"Tool type '{tool.get('type')}' is not supported: Tether runs function tools "
-                "only.",
-                param=f"{param}.type",
-                code="unsupported_value",
-            )
-        check_keys(tool, FUNCTION_KEYS, param)
-        if not isinstance(tool.get("name"), str) or not tool["name"]:
-            raise InvalidRequest(
-                f"Missing required parameter: '{param}.name'.",
-                param=f"{param}.name",
-                code="missing_required_parameter",
-            )
-        out.append(
-            {
-                "type": "function",
-                "name": tool["name"],
-                "description": tool.get("description"),
-                "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-                "strict": tool.get("strict", True),
-            }
-        )
-    return out
-
-
-def check_tool_choice(choice: str | dict[str, Any], tools: list[dict[str, Any]]) -> Any:
-    names = {tool["name"] for tool in tools}
-    if isinstance(choice, str):
-        if choice not in TOOL_CHOICES:
-            raise InvalidRequest(
-                f"Invalid value: '{choice}'. Supported values are: 'auto', 'none' and 'required'.",
-                param="tool_choice",
-                code="invalid_value",
-            )
-        if choice == "required" and not tools:
-            raise InvalidRequest(
-                "tool_choice 'required' needs tools; none were given.",
-                param="tool_choice",
-                code="invalid_value",
-            )
-        return choice
-    if choice.get("type") != "function" or choice.get("name") not in names:
-        raise InvalidRequest(
-            "tool_choice must name one of the function tools given.",
-            param="tool_choice",
-            code="invalid_value",
-        )
-    return {"type": "function", "name": choice["name"]}
 
 
 def _tools_payload(params: TurnParams) -> dict[str, Any]:
@@ -124,6 +48,11 @@ def _tools_payload(params: TurnParams) -> dict[str, Any]:
     if not tools:
         return {}
     choice = params.get("tool_choice", "auto")
+    if isinstance(choice, dict) and choice["type"] == "allowed_tools":
+        # Chat Completions has no allowed_tools: the upstream is offered only those.
+        allowed = {tool["name"] for tool in choice["tools"]}
+        tools = [tool for tool in tools if tool["name"] in allowed]
+        choice = choice["mode"]
     return {
         "tools": [
             {
@@ -156,22 +85,26 @@ def chat_payload(
     history: list[dict[str, Any]],
     new_messages: list[dict[str, Any]],
     max_tokens_param: str,
+    merge_messages: bool = False,
 ) -> dict[str, Any]:
     """The chat-completions request: instructions (this request's only), the thread's messages,
     then this turn's. Built from the stored parameters, so a worker builds the same one."""
     system = [{"role": "system", "content": instructions}] if instructions else []
-    payload: dict[str, Any] = {"model": model, "messages": [*system, *history, *new_messages]}
-    for key in ("temperature", "top_p", "user"):
+    messages = fit_template([*system, *history, *new_messages], merge_messages)
+    payload: dict[str, Any] = {"model": model, "messages": messages}
+    for key in FORWARDED:
         if params.get(key) is not None:
-            payload[key] = params[key]
+            payload[key] = params[key]  # type: ignore[literal-required]
     if params.get("max_output_tokens") is not None:
         payload[max_tokens_param] = params["max_output_tokens"]
-    if params.get("top_logprobs"):
+    if OutputOptions.of(params).logprobs:
         payload["logprobs"] = True
-        payload["top_logprobs"] = params["top_logprobs"]
+        payload["top_logprobs"] = params.get("top_logprobs") or 0
     response_format = _response_format(params["text"])
     if response_format is not None:
         payload["response_format"] = response_format
+    if params["text"].get("verbosity") is not None:
+        payload["verbosity"] = params["text"]["verbosity"]
     if params["reasoning"]["effort"] is not None:
         payload["reasoning_effort"] = params["reasoning"]["effort"]
     payload.update(_tools_payload(params))
@@ -206,10 +139,13 @@ FAILURE_CODES = {
 }
 
 
-def completed_values(result: ChatResult, input_messages: list[dict[str, Any]]) -> FinalValues:
+def completed_values(
+    result: ChatResult, input_messages: list[dict[str, Any]], options: OutputOptions
+) -> FinalValues:
     """The row's new values once the model answered."""
-    status, incomplete, output = to_output(result)
-    return finished_values(status, incomplete, output, result.usage, input_messages)
+    status, incomplete, output = to_output(result, options)
+    values = finished_values(status, incomplete, output, result.usage, input_messages)
+    return {**values, "service_tier": result.service_tier}
 
 
 def finished_values(
@@ -229,6 +165,22 @@ def finished_values(
     }
 
 
+def map_logprobs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat logprobs (choices[].logprobs.content) as output_text.logprobs."""
+
+    def one(entry: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "token": entry.get("token", ""),
+            "bytes": entry.get("bytes") or [],
+            "logprob": entry.get("logprob", 0.0),
+        }
+
+    return [
+        {**one(entry), "top_logprobs": [one(top) for top in entry.get("top_logprobs") or []]}
+        for entry in entries
+    ]
+
+
 def failed_values(failure: UpstreamFailure) -> FinalValues:
     return {
         "status": ResponseStatus.FAILED,
@@ -236,23 +188,35 @@ def failed_values(failure: UpstreamFailure) -> FinalValues:
     }
 
 
-def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+def output_text(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
+
+
+def message_item(item_id: str, status: str, part: dict[str, Any]) -> dict[str, Any]:
+    """An assistant message of one part: output_text, or a refusal."""
     return {
         "id": item_id,
         "type": "message",
         "status": status,
         "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+        "content": [part],
     }
 
 
-def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
-    return {
+def reasoning_item(item_id: str, text: str, options: OutputOptions) -> dict[str, Any]:
+    """The model's reasoning. Self-hosted models show it whole: as the reasoning_text content,
+    and, when a summary was asked for, as the summary too (it is all there is to summarise).
+    `encrypted_content`, when included, is that text in base64: not encrypted (nothing here
+    is secret from the client), but opaque and accepted back as OpenAI's is."""
+    item: dict[str, Any] = {
         "id": item_id,
         "type": "reasoning",
-        "summary": [],
+        "summary": [{"type": "summary_text", "text": text}] if options.summary else [],
         "content": [{"type": "reasoning_text", "text": text}],
     }
+    if options.encrypted_reasoning:
+        item["encrypted_content"] = base64.b64encode(text.encode()).decode()
+    return item
 
 
 def finish_status(finish_reason: str | None) -> tuple[str, dict[str, Any] | None]:
@@ -275,14 +239,21 @@ def function_call_item(item_id: str, call_id: str, name: str, arguments: str) ->
     }
 
 
-def to_output(result: ChatResult) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:
+def to_output(
+    result: ChatResult, options: OutputOptions
+) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:
     """(status, incomplete_details, output items) for a finished chat completion."""
     status, incomplete = finish_status(result.finish_reason)
     output: list[dict[str, Any]] = []
     if result.reasoning:
-        output.append(reasoning_item(new_id("rs"), result.reasoning))
-    if result.text or not result.tool_calls:  # an answer of calls only has no message
-        output.append(message_item(new_id("msg"), result.text or "", status))
+        output.append(reasoning_item(new_id("rs"), result.reasoning, options))
+    logprobs = map_logprobs(result.logprobs) if options.logprobs else []
+    if result.text or not (result.tool_calls or result.refusal):  # calls alone: no message
+        part = output_text(result.text or "", logprobs)
+        output.append(message_item(new_id("msg"), status, part))
+    if result.refusal:
+        refusal = {"type": "refusal", "refusal": result.refusal}
+        output.append(message_item(new_id("msg"), status, refusal))
     for call in result.tool_calls:
         function = call.get("function") or {}
         output.append(

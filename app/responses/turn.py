@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.conversations import service as conversations
 from app.errors import InvalidRequest
+from app.items.repository import ItemsRepository
 from app.kit.items import to_chat_messages
 from app.providers.registry import Providers
 from app.responses import tokens
@@ -41,9 +42,9 @@ async def build_payload(
     """
     params = row["params"]
     history = await _history(engine, row, accepted)
-    if params["truncation"] == "auto" and providers.context_window:
+    budget = await _budget(providers, row)
+    if budget is not None:
         system = [{"role": "system", "content": row["instructions"]}] if row["instructions"] else []
-        budget = providers.context_window - (params["max_output_tokens"] or 0)
         history = tokens.truncate(system, history, row["messages"], budget)
     return chat_payload(
         row["model"],
@@ -52,7 +53,24 @@ async def build_payload(
         history,
         row["messages"],
         providers.max_tokens_param,
+        providers.merge_messages,
     )
+
+
+async def _budget(providers: Providers, row: ResponseRecord) -> int | None:
+    """The tokens the input may take, if the request asked to fit one: truncation="auto"
+    (the model's context window, less max_output_tokens), or context_management's compaction
+    (its compact_threshold; the window when it names none). Both drop the oldest turns: a
+    chat upstream cannot summarise them for us."""
+    params = row["params"]
+    compaction = params.get("context_management") or []
+    if params["truncation"] != "auto" and not compaction:
+        return None
+    window = await providers.context_window(row["model"])
+    budgets = [t for entry in compaction if (t := entry.get("compact_threshold"))]
+    if window is not None and (params["truncation"] == "auto" or len(budgets) < len(compaction)):
+        budgets.append(window - (params["max_output_tokens"] or 0))
+    return min(budgets) if budgets else None
 
 
 async def _history(
@@ -95,11 +113,22 @@ async def end(
     appended to its conversation. False if the row was no longer this owner's to end
     (cancelled, or re-run elsewhere): then nothing is written."""
     async with engine.begin() as conn:
-        if attempt is not None and not await ResponsesRepository(conn).finish(row, values, attempt):
-            return False
+        if attempt is not None:
+            if not await ResponsesRepository(conn).finish(row, values, attempt):
+                return False
+            output = values.get("output", [])
+            await ItemsRepository(conn).index(row["project_id"], row["id"], output)
         if join_conversation:
             await _join_conversation(conn, row, values)
     return True
+
+
+async def store_started(engine: AsyncEngine, row: ResponseRecord) -> None:
+    """Insert a turn that has yet to run (queued, or in_progress for the request streaming
+    it). Raises the repository's DuplicateKey / PreviousResponseGone."""
+    async with engine.begin() as conn:
+        await ResponsesRepository(conn).create(row)
+        await ItemsRepository(conn).index(row["project_id"], row["id"], row["input"])
 
 
 async def store_ended(engine: AsyncEngine, row: ResponseRecord) -> None:
@@ -107,6 +136,8 @@ async def store_ended(engine: AsyncEngine, row: ResponseRecord) -> None:
     in one transaction. Raises the repository's DuplicateKey / PreviousResponseGone."""
     async with engine.begin() as conn:
         await ResponsesRepository(conn).create(row)
+        items = row["input"] + row["output"]
+        await ItemsRepository(conn).index(row["project_id"], row["id"], items)
         await _join_conversation(conn, row, {"status": row["status"], "output": row["output"]})
 
 

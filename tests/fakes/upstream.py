@@ -47,6 +47,12 @@ class Knobs:
     chunks: int | None = None
     chunk_delay: float = 0.0
     drop_after_chunks: int | None = None
+    # The model declines: its answer is this refusal (message.refusal / delta.refusal).
+    refusal: str | None = None
+    # The tier a paid API says it served the request with (response's service_tier).
+    service_tier: str | None = None
+    # Published in GET /v1/models as the model's max_model_len, as vLLM does.
+    max_model_len: int | None = None
 
     @classmethod
     def parse(cls, knobs: Mapping[str, Any]) -> "Knobs":
@@ -151,8 +157,9 @@ class FakeUpstream:
         """Set how requests whose body has this `model` are answered (replacing earlier knobs).
 
         reply, delay, status, error_message, fail_times, finish_reason, usage, tool_calls,
-        reasoning_content, chunks, chunk_delay, drop_after_chunks; unset knobs take the
-        defaults given to the constructor.
+        reasoning_content, chunks, chunk_delay, drop_after_chunks, refusal, service_tier,
+        max_model_len; unset knobs take the defaults given to the constructor. A request with
+        `logprobs: true` gets a logprob per streamed piece (-0.5 each, `top_logprobs` of them).
         """
         parsed = Knobs.parse({**self._default_raw, **knobs})
         with self._lock:
@@ -261,8 +268,14 @@ class FakeUpstream:
 
     async def _models(self, request: web.Request) -> web.Response:
         with self._lock:
-            names = dict.fromkeys([BASE_MODEL, *self._scripts])
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in names]
+            scripts = dict(self._scripts)
+        data = []
+        for name in dict.fromkeys([BASE_MODEL, *scripts]):
+            entry: dict[str, Any] = {"id": name, "object": "model", "owned_by": "fake"}
+            knobs = scripts.get(name, self._defaults)
+            if knobs.max_model_len is not None:
+                entry["max_model_len"] = knobs.max_model_len
+            data.append({**entry, "created": 0})
         return _json({"object": "list", "data": data})
 
     async def _control_script(self, request: web.Request) -> web.Response:
@@ -360,6 +373,9 @@ class _Answer:
     tool_calls: list[dict[str, Any]]
     finish_reason: str
     usage: dict[str, Any]
+    refusal: str | None = None
+    service_tier: str | None = None
+    top_logprobs: int | None = None  # None: the request asked for no logprobs
 
     @classmethod
     def decide(
@@ -368,7 +384,7 @@ class _Answer:
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
         if knobs.reply is not None:
             content: str | None = knobs.reply
-        elif knobs.tool_calls:
+        elif knobs.tool_calls or knobs.refusal is not None:
             content = None  # like OpenAI: a tool-calling turn carries no text
         else:
             users = [m for m in messages if m.get("role") == "user"]
@@ -387,7 +403,27 @@ class _Answer:
             tool_calls=tool_calls,
             finish_reason=knobs.finish_reason or ("tool_calls" if tool_calls else "stop"),
             usage=usage,
+            refusal=knobs.refusal,
+            service_tier=knobs.service_tier,
+            top_logprobs=int(body.get("top_logprobs") or 0) if body.get("logprobs") else None,
         )
+
+    def logprobs(self, pieces: list[str]) -> dict[str, Any] | None:
+        """Chat logprobs for these pieces of the content, one entry per piece."""
+        if self.top_logprobs is None:
+            return None
+
+        def entry(token: str, logprob: float) -> dict[str, Any]:
+            return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+        content = [
+            {
+                **entry(piece, -0.5),
+                "top_logprobs": [entry(piece, -0.5 - n) for n in range(self.top_logprobs)],
+            }
+            for piece in pieces
+        ]
+        return {"content": content, "refusal": None}
 
     def completion(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": self.content}
@@ -395,23 +431,31 @@ class _Answer:
             message["tool_calls"] = self.tool_calls
         if self.reasoning_content is not None:
             message["reasoning_content"] = self.reasoning_content
+        if self.refusal is not None:
+            message["refusal"] = self.refusal
         choice = {"index": 0, "message": message, "finish_reason": self.finish_reason}
-        return {
+        logprobs = self.logprobs(_pieces(self.content or "", None))
+        out = {
             "id": self.id,
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
-            "choices": [{**choice, "logprobs": None}],
+            "choices": [{**choice, "logprobs": logprobs}],
             "usage": self.usage,
         }
+        if self.service_tier is not None:
+            out["service_tier"] = self.service_tier
+        return out
 
     def events(self, knobs: Knobs, include_usage: bool) -> Iterator[bytes]:
         """SSE events as OpenAI sends them; stops after the content if drop_after_chunks is set."""
         head = {"id": self.id, "object": "chat.completion.chunk", "created": self.created}
         head["model"] = self.model
+        if self.service_tier is not None:
+            head["service_tier"] = self.service_tier
 
-        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        def event(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             # With include_usage OpenAI sends "usage": null on every chunk but the last.
             tail = {"usage": None} if include_usage else {}
             return b"data: " + orjson.dumps({**head, "choices": [choice], **tail}) + b"\n\n"
@@ -421,9 +465,11 @@ class _Answer:
             yield event({"reasoning_content": piece})
         pieces = _pieces(self.content or "", knobs.chunks)
         for piece in pieces[: knobs.drop_after_chunks]:
-            yield event({"content": piece})
+            yield event({"content": piece}, logprobs=self.logprobs([piece]))
         if knobs.drop_after_chunks is not None:
             return
+        for piece in _pieces(self.refusal or "", knobs.chunks):
+            yield event({"refusal": piece})
         for index, call in enumerate(self.tool_calls):
             function = {"name": call["function"]["name"], "arguments": ""}
             yield event({"tool_calls": [{"index": index, **call, "function": function}]})

@@ -131,7 +131,7 @@ CASES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
             "tools": [{"type": "function", "name": "f"}],
             "tool_choice": {"type": "function", "name": "g"},
         },
-        "tool_choice",
+        "tool_choice.name",
         "invalid_value",
     ),
     (
