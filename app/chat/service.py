@@ -19,6 +19,7 @@ from app.kit.ids import new_id, now_seconds
 from app.kit.listing import PageQuery, page_of_list
 from app.providers.base import UpstreamFailure, upstream_error
 from app.providers.registry import Providers
+from app.providers.templates import fit_template
 
 
 def not_found(completion_id: str) -> NotFound:
@@ -47,6 +48,15 @@ def _row(
     }
 
 
+def _upstream(req: CreateChatCompletion, providers: Providers) -> dict[str, Any]:
+    """What the upstream is sent: the request as the client sent it, its messages shaped for
+    the upstream's chat template as on the Responses path (the stored request keeps them as
+    sent)."""
+    payload = req.upstream_payload()
+    payload["messages"] = fit_template(payload["messages"], providers.merge_messages)
+    return payload
+
+
 async def _store(engine: AsyncEngine, row: dict[str, Any]) -> None:
     async with engine.begin() as conn:
         await ChatCompletionsRepository(conn).create(row)
@@ -57,7 +67,7 @@ async def create(
 ) -> dict[str, Any]:
     provider = providers.for_model(req.model)
     try:
-        completion = await provider.completion_raw(req.upstream_payload())
+        completion = await provider.completion_raw(_upstream(req, providers))
     except UpstreamFailure as failure:
         raise upstream_error(failure) from failure
     completion["id"] = cid = completion_id()
@@ -72,7 +82,7 @@ async def create_stream(
     """The upstream's chunks as they come (with our id); stored at the end if asked."""
     provider = providers.for_model(req.model)
     cid = completion_id()
-    chunks = provider.chunks_raw(req.upstream_payload())
+    chunks = provider.chunks_raw(_upstream(req, providers))
     try:
         first = await anext(chunks)  # an upstream that fails at once is a plain HTTP error
     except StopAsyncIteration:

@@ -11,16 +11,18 @@ from app.errors import InvalidRequest
 from app.kit.ids import new_id
 
 ROLES = ("user", "system", "developer", "assistant")
-MESSAGE_KEYS = {"type", "role", "content", "id", "status"}
+# `phase` (an assistant message's "commentary" / "final_answer") is kept as sent.
+MESSAGE_KEYS = {"type", "role", "content", "id", "status", "phase"}
 INPUT_PARTS: dict[str, set[str]] = {
     "input_text": {"type", "text"},
     "input_image": {"type", "image_url", "file_id", "detail"},
+    "input_file": {"type", "file_data", "file_url", "file_id", "filename", "detail"},
 }
 OUTPUT_PARTS: dict[str, set[str]] = {
     "output_text": {"type", "text", "annotations", "logprobs"},
     "refusal": {"type", "refusal"},
 }
-IMAGE_DETAILS = ("auto", "low", "high")
+IMAGE_DETAILS = ("auto", "low", "high", "original")
 # Item ids are stored in 64-character columns (conversation items); OpenAI's own are ~50.
 MAX_ID_LENGTH = 64
 
@@ -74,12 +76,6 @@ def _part(part: Any, role: str, param: str) -> dict[str, Any]:
     allowed = OUTPUT_PARTS if role == "assistant" else INPUT_PARTS
     kind = part.get("type")
     if kind not in allowed:
-        if kind == "input_file":
-            raise InvalidRequest(
-                "Input parts of type 'input_file' are not supported: Tether has no Files API.",
-                param=f"{param}.type",
-                code="unsupported_value",
-            )
         raise InvalidRequest(
             f"Invalid value: '{kind}'. Supported values are: {_supported(list(allowed))}.",
             param=f"{param}.type",
@@ -93,6 +89,8 @@ def _part(part: Any, role: str, param: str) -> dict[str, Any]:
         return out
     if kind == "refusal":
         return {"type": "refusal", "refusal": _string(part.get("refusal"), f"{param}.refusal")}
+    if kind == "input_file":
+        return _file(part, param)
     # input_image
     if part.get("file_id") is not None:
         raise InvalidRequest(
@@ -110,6 +108,23 @@ def _part(part: Any, role: str, param: str) -> dict[str, Any]:
             code="invalid_value",
         )
     return {"type": "input_image", "image_url": url, "detail": detail}
+
+
+def _file(part: dict[str, Any], param: str) -> dict[str, Any]:
+    """A file given inline (`file_data`, a data: URL or base64), sent to the upstream as a chat
+    `file` part. By id or URL it would need a Files API or a fetch Tether does not make."""
+    for key, how in (("file_id", "by 'file_id'"), ("file_url", "by 'file_url'")):
+        if part.get(key) is not None:
+            raise InvalidRequest(
+                f"Files {how} are not supported: Tether has no Files API and fetches nothing; "
+                "pass the file inline as 'file_data'.",
+                param=f"{param}.{key}",
+                code="unsupported_value",
+            )
+    out = {"type": "input_file", "file_data": _string(part.get("file_data"), f"{param}.file_data")}
+    if part.get("filename") is not None:
+        out["filename"] = _string(part["filename"], f"{param}.filename")
+    return out
 
 
 def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
@@ -135,13 +150,16 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
             param=f"{param}.content",
             code="invalid_type",
         )
-    return {
+    out = {
         "id": _item_id(item.get("id"), "msg", f"{param}.id"),
         "type": "message",
         "role": role,
         "content": parts,
         "status": "completed",
     }
+    if item.get("phase") is not None:
+        out["phase"] = _string(item["phase"], f"{param}.phase")
+    return out
 
 
 def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
@@ -264,7 +282,7 @@ def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             text, pictures = _tool_output(item["output"])
             out.append({"role": "tool", "tool_call_id": item["call_id"], "content": text})
             if pictures:
-                caption = f"Images returned by the tool call {item['call_id']}:"
+                caption = f"Returned by the tool call {item['call_id']}:"
                 images += [{"type": "text", "text": caption}, *pictures]
         elif (message := to_chat_message(item)) is not None:
             out.append(message)
@@ -274,16 +292,19 @@ def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _tool_output(output: str | list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """A tool output's text, and its images as chat content parts."""
+    """A tool output's text, and its images and files as chat content parts."""
     if isinstance(output, str):
         return output, []
     text = "".join(p["text"] for p in output if p["type"] == "input_text")
-    return text, [_chat_part(p) for p in output if p["type"] == "input_image"]
+    return text, [_chat_part(p) for p in output if p["type"] != "input_text"]
 
 
 def _chat_part(part: dict[str, Any]) -> dict[str, Any]:
     if part["type"] == "input_text":
         return {"type": "text", "text": part["text"]}
+    if part["type"] == "input_file":
+        file = {k: part[k] for k in ("file_data", "filename") if k in part}
+        return {"type": "file", "file": file}
     return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": part["detail"]}}
 
 

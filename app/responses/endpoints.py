@@ -8,6 +8,7 @@ from starlette.responses import Response, StreamingResponse
 
 from app.auth import ProjectDep
 from app.db import EngineDep, SessionDep
+from app.errors import InvalidRequest
 from app.kit.http import json_response
 from app.kit.listing import MetadataFilter, PageQuery
 from app.responses import service, streaming
@@ -20,10 +21,12 @@ router = APIRouter(prefix="/v1/responses", tags=["responses"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def event_stream(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+def event_stream(
+    events: AsyncIterator[dict[str, Any]], obfuscate: bool = False
+) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
         async for event in events:
-            yield streaming.sse(event)
+            yield streaming.sse(streaming.obfuscated(event) if obfuscate else event)
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -41,7 +44,9 @@ async def create_response(
     Idempotency-Key returns the first result."""
     deps: service.Deps = request.app.state.responses
     if body.stream:
-        return event_stream(await service.create_stream(deps, project_id, body, idempotency_key))
+        events = await service.create_stream(deps, project_id, body, idempotency_key)
+        obfuscate = bool((body.stream_options or {}).get("include_obfuscation"))
+        return event_stream(events, obfuscate)
     return json_response(await service.create_response(deps, project_id, body, idempotency_key))
 
 
@@ -85,6 +90,7 @@ async def retrieve_response(
     project_id: ProjectDep,
     stream: bool = False,
     starting_after: Annotated[int | None, Query(ge=-1)] = None,
+    include_obfuscation: bool = False,
 ) -> Response:
     """Retrieve a stored response by id. With stream=true: its events after `starting_after`,
     then live ones until it ends (a background response can be resumed this way)."""
@@ -93,7 +99,21 @@ async def retrieve_response(
         return json_response(response)
     after = -1 if starting_after is None else starting_after
     return event_stream(
-        streaming.follow(engine, request.app.state.event_log, project_id, response_id, after)
+        streaming.follow(engine, request.app.state.event_log, project_id, response_id, after),
+        include_obfuscation,
+    )
+
+
+@router.post("/compact")
+async def compact_response() -> Response:
+    """Not supported: compaction asks the model to summarise a conversation into an encrypted
+    item only OpenAI's models can read back. context_management (which drops the oldest turns
+    to fit) and truncation="auto" are what Tether offers instead."""
+    raise InvalidRequest(
+        "POST /v1/responses/compact is not supported by Tether: a chat-completions upstream "
+        "cannot produce or read compaction items. Use truncation='auto' or context_management "
+        "on create, which drop the oldest turns to fit.",
+        code="unsupported_endpoint",
     )
 
 

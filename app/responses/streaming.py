@@ -11,6 +11,7 @@ until a terminal event; any API replica can serve it. A finished response whose 
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,15 @@ log = logging.getLogger(__name__)
 
 # How long a follower's read of the log waits for something new before it checks the row.
 FOLLOW_BLOCK = 1.0
+
+
+def obfuscated(event: dict[str, Any]) -> dict[str, Any]:
+    """stream_options.include_obfuscation: a delta padded with random characters, so that the
+    size of an encrypted event does not tell an observer the size of its token. Off unless
+    asked for (OpenAI pads by default; on one's own network the cost buys little)."""
+    if not str(event["type"]).endswith(".delta"):
+        return event
+    return {**event, "obfuscation": secrets.token_urlsafe(1 + secrets.randbelow(16))}
 
 
 def sse(event: dict[str, Any]) -> bytes:

@@ -82,9 +82,9 @@ CASES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
         "invalid_value",
     ),
     (
-        "input file",
-        {"input": [{"role": "user", "content": [{"type": "input_file", "file_data": "x"}]}]},
-        "input[0].content[0].type",
+        "input file by id (no Files API)",
+        {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]},
+        "input[0].content[0].file_id",
         "unsupported_value",
     ),
     (
