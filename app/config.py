@@ -68,8 +68,22 @@ class Settings(BaseSettings):
     # a finished response is rebuilt from the stored response).
     stream_retention_seconds: float = Field(default=86_400.0, gt=0)
 
-    # One project until API keys arrive; every stored row carries it.
+    # The project of keyless requests, and of the project named `default`.
     default_project_id: str = DEFAULT_PROJECT_ID
+
+    # Who may ask (app/auth.py): unset = keyless for loopback clients until a key exists;
+    # `required`; `none` (everyone, as the default project: only behind a gateway).
+    auth: Literal["required", "none"] | None = None
+    # Operators' key: admin routes, /metrics, the dashboard. Not a project key.
+    admin_api_key: str | None = None
+    # The key of the keyed hash API keys are stored under. Changing it invalidates every key.
+    api_key_pepper: str = "tether-api-keys-v1"
+    # How long a key lookup is trusted: how long a revocation takes to reach every replica.
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    max_request_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Per-project limits unless `tether projects set` gives a project its own; 0: none.
+    default_project_rpm: int = Field(default=0, ge=0)
+    default_project_max_background: int = Field(default=0, ge=0)
 
     log_level: str = "info"
 
@@ -81,7 +95,9 @@ class Settings(BaseSettings):
         backoffs = sum(self.job_retry_backoff * 2.0**n for n in range(self.job_upstream_retries))
         return float(self.upstream_timeout * attempts + backoffs + 120)
 
-    @field_validator("upstream_base_url", "upstream_api_key", "redis_url", mode="before")
+    @field_validator(
+        "upstream_base_url", "upstream_api_key", "redis_url", "auth", "admin_api_key", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker compose passes `${VAR:-}` through as an empty string.

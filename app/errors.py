@@ -60,6 +60,18 @@ class NotFound(APIError):
     should_retry = False
 
 
+class Unauthorized(APIError):
+    status_code = 401
+    type = "invalid_request_error"
+    should_retry = False
+
+
+class PayloadTooLarge(APIError):
+    status_code = 413
+    type = "invalid_request_error"
+    should_retry = False
+
+
 class Conflict(APIError):
     """The request collides with another still in progress; retrying later can succeed."""
 
@@ -74,7 +86,9 @@ class UpstreamError(APIError):
     type = "server_error"
 
 
-class UpstreamRateLimited(APIError):
+class RateLimited(APIError):
+    """Ours (a project over its limits) or the upstream's: the SDK backs off and retries."""
+
     status_code = 429
     type = "rate_limit_error"
 
@@ -92,6 +106,12 @@ def error_response(
         orjson.dumps(body), status_code=status, media_type="application/json", headers=out
     )
 
+
+NOT_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+    "sent was not valid JSON.)"
+)
 
 # Pydantic puts the union member it tried into the location ('input', 'str'); a param never
 # has these names.
@@ -116,12 +136,7 @@ def _validation_message(err: dict[str, Any], param: str | None) -> tuple[str, st
     if kind == "missing":
         return f"Missing required parameter: '{param}'.", "missing_required_parameter"
     if kind == "json_invalid":
-        return (
-            "We could not parse the JSON body of your request. (HINT: This likely means you "
-            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
-            "but what was sent was not valid JSON.)",
-            None,
-        )
+        return NOT_JSON, None
     msg = str(err.get("msg", "Invalid value"))
     msg = msg.removeprefix("Value error, ")
     return f"Invalid '{param}': {msg}." if param else f"{msg}.", "invalid_value"

@@ -3,11 +3,13 @@ tests and tools call create_app(settings) for their own."""
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.auth import Authenticator
 from app.background.runtime import JobRuntime
 from app.catalog.endpoints import router as catalog_router
 from app.chat.endpoints import router as chat_router
@@ -18,9 +20,15 @@ from app.errors import install_error_handlers
 from app.jobs import CeleryEnqueuer, celery_client
 from app.kit.eventlog import create_event_log
 from app.kit.request_id import RequestIdMiddleware
+from app.limits.guard import RequestGuardMiddleware
+from app.limits.ratelimit import create_rate_limiter
+from app.openapi import install_openapi
 from app.providers.registry import Providers
 from app.responses.endpoints import router as responses_router
 from app.responses.service import Deps
+
+# uvicorn shows this logger's lines; app-wide logging arrives with the operations work.
+log = logging.getLogger("uvicorn.error")
 
 
 def tune_gc() -> None:
@@ -31,6 +39,32 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+
+
+async def announce_auth(auth: Authenticator) -> None:
+    """Say at startup who will be served (keyless mode's limits are easy to be surprised by)."""
+    if auth.mode == "none":
+        log.warning(
+            "AUTH=none: every client is served, as the default project, without a key. Run "
+            "this only behind a gateway that checks who is asking."
+        )
+        return
+    try:
+        keyless = await auth.keyless()
+    except Exception as exc:  # the database is down: serving starts all the same (/healthz)
+        log.warning(
+            "Could not read the API keys at startup (%s); checked per request.",
+            type(exc).__name__,
+        )
+        return
+    if keyless:
+        log.info(
+            "No API keys yet: serving only clients on this machine that address it by a "
+            "loopback name. Create one with `tether keys create --project NAME`; from then on "
+            "every /v1 request needs a key."
+        )
+    else:
+        log.info("API keys required on every /v1 request (AUTH=%s).", auth.mode or "unset")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.providers = Providers(settings)
         app.state.event_log = create_event_log(settings, app.state.engine)
+        app.state.auth = Authenticator(app.state.engine, settings)
+        await announce_auth(app.state.auth)
+        app.state.rate_limiter = create_rate_limiter(settings.redis_url)
         runtime: JobRuntime | None = None
         if settings.redis_url:
             app.state.enqueuer = CeleryEnqueuer(celery_client(settings))
@@ -71,16 +108,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if isinstance(app.state.enqueuer, CeleryEnqueuer):
                 await asyncio.to_thread(app.state.enqueuer.close)
             await app.state.event_log.close()
+            await app.state.rate_limiter.close()
             await app.state.providers.close()
             await app.state.engine.dispose()
 
     app = FastAPI(title="Tether", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(responses_router)
     app.include_router(chat_router)
     app.include_router(conversations_router)
     app.include_router(catalog_router)
+    install_openapi(app)
     return app
 
 

@@ -2,24 +2,25 @@
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import text
 from starlette.responses import Response
 
+from app.auth import get_caller
 from app.errors import NotFound
 from app.kit.http import json_response
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", dependencies=[Depends(get_caller)])
 async def list_models(request: Request) -> Response:
     """The models the configured upstream lists, or the built-in `echo` model."""
     models = await request.app.state.providers.list_models()
     return json_response({"object": "list", "data": models})
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", dependencies=[Depends(get_caller)])
 async def retrieve_model(model_id: str, request: Request) -> Response:
     for model in await request.app.state.providers.list_models():
         if model["id"] == model_id:

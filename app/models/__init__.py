@@ -2,14 +2,17 @@
 
 from app.models.chat_completion import ChatCompletionRow
 from app.models.conversation import ConversationItemRow, ConversationRow
+from app.models.project import ApiKeyRow, ProjectRow
 from app.models.response import ResponseRow
 from app.models.response_event import ResponseEventRow
 from app.models.response_item import ResponseItemRow
 
 __all__ = [
+    "ApiKeyRow",
     "ChatCompletionRow",
     "ConversationItemRow",
     "ConversationRow",
+    "ProjectRow",
     "ResponseEventRow",
     "ResponseItemRow",
     "ResponseRow",

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from app.errors import APIError, InvalidRequest, UpstreamError, UpstreamRateLimited
+from app.errors import APIError, InvalidRequest, RateLimited, UpstreamError
 
 FailureKind = Literal["client", "rate_limited", "server", "timeout", "unreachable"]
 
@@ -39,7 +39,7 @@ def upstream_error(failure: UpstreamFailure, headers: dict[str, str] | None = No
         code = "context_length_exceeded" if CONTEXT_LENGTH.search(failure.message) else None
         return InvalidRequest(failure.message, code=code, headers=headers)
     if failure.kind == "rate_limited":
-        return UpstreamRateLimited(failure.message, code="rate_limit_exceeded", headers=headers)
+        return RateLimited(failure.message, code="rate_limit_exceeded", headers=headers)
     error = UpstreamError(failure.message, code="upstream_error", headers=headers)
     if failure.kind == "timeout":
         # Retrying a call that ran out its whole timeout only triples the wait.

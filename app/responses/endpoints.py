@@ -6,16 +6,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from app.auth import ProjectDep
+from app.auth import CallerDep, ProjectDep
 from app.db import EngineDep, SessionDep
 from app.errors import InvalidRequest
 from app.kit.http import json_response
 from app.kit.listing import MetadataFilter, PageQuery
+from app.limits.guard import GuardedRoute
 from app.responses import service, streaming
 from app.responses.domain import ResponseStatus
 from app.responses.schemas import CountTokensRequest, CreateResponseRequest
 
-router = APIRouter(prefix="/v1/responses", tags=["responses"])
+router = APIRouter(prefix="/v1/responses", tags=["responses"], route_class=GuardedRoute)
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -35,7 +36,7 @@ def event_stream(
 async def create_response(
     body: CreateResponseRequest,
     request: Request,
-    project_id: ProjectDep,
+    caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
     """Create a model response; stored (store=true, the default) it can be fetched and continued
@@ -44,10 +45,10 @@ async def create_response(
     Idempotency-Key returns the first result."""
     deps: service.Deps = request.app.state.responses
     if body.stream:
-        events = await service.create_stream(deps, project_id, body, idempotency_key)
+        events = await service.create_stream(deps, caller, body, idempotency_key)
         obfuscate = bool((body.stream_options or {}).get("include_obfuscation"))
         return event_stream(events, obfuscate)
-    return json_response(await service.create_response(deps, project_id, body, idempotency_key))
+    return json_response(await service.create_response(deps, caller, body, idempotency_key))
 
 
 @router.post("/input_tokens")

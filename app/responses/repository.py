@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    func,
     insert,
     literal,
     select,
@@ -226,6 +227,15 @@ class ResponsesRepository:
             .where(_r.id == response_id, _r.project_id == project_id, _r.status.in_(IN_FLIGHT))
             .values(status=ResponseStatus.CANCELLED, lease_expires_at=None)
         )
+
+    async def count_in_flight(self, project_id: str) -> int:
+        """The project's responses queued or in progress (on its (project, status) index)."""
+        found = await self.db.execute(
+            select(func.count())
+            .select_from(responses)
+            .where(_r.project_id == project_id, _r.status.in_(IN_FLIGHT))
+        )
+        return int(found.scalar_one())
 
     async def requeue_expired(self, max_attempts: int) -> list[str]:
         """in_progress rows whose worker stopped renewing: queued again while attempts remain."""

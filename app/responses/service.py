@@ -18,7 +18,8 @@ from typing import Any, cast
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.errors import Conflict, InvalidRequest, NotFound
+from app.auth import Caller
+from app.errors import Conflict, InvalidRequest, NotFound, RateLimited
 from app.items.service import resolve_references
 from app.jobs import Enqueuer
 from app.kit.eventlog import EventLog
@@ -172,14 +173,16 @@ async def prepare(
 
 
 async def create_response(
-    deps: Deps, project_id: str, req: CreateResponseRequest, idempotency_key: str | None = None
+    deps: Deps, caller: Caller, req: CreateResponseRequest, idempotency_key: str | None = None
 ) -> dict[str, Any]:
+    project_id = caller.project_id
     key = idempotency(req, idempotency_key)
     if key and (earlier := await _earlier(deps, project_id, key, wait=True)):
         return render_response(earlier)
     prepared = await prepare(deps.engine, deps.providers, project_id, req, key)
     if prepared.background:
-        return render_response(await _start_background(deps, prepared) or prepared.row)
+        started = await _start_background(deps, prepared, caller.max_background)
+        return render_response(started or prepared.row)
     if key is not None:
         # The key is claimed by storing the row first: a concurrent retry finds it and waits.
         if earlier := await _store(deps, prepared.row, ended=False):
@@ -227,27 +230,40 @@ async def _keep(deps: Deps, prepared: Turn) -> None:
 
 
 async def create_stream(
-    deps: Deps, project_id: str, req: CreateResponseRequest, idempotency_key: str | None = None
+    deps: Deps, caller: Caller, req: CreateResponseRequest, idempotency_key: str | None = None
 ) -> AsyncIterator[dict[str, Any]]:
     """stream=true: validated and stored before the first event (errors are plain 400s), then
     the events, live. A background one is followed through its event log."""
-    engine, events = deps.engine, deps.events
+    engine, events, project_id = deps.engine, deps.events, caller.project_id
     key = idempotency(req, idempotency_key)
     if key and (earlier := await _earlier(deps, project_id, key, wait=False)):
         return streaming.follow(engine, events, project_id, earlier["id"], -1)
     prepared = await prepare(engine, deps.providers, project_id, req, key)
     row = prepared.row
     if prepared.background:
-        started = await _start_background(deps, prepared)
+        started = await _start_background(deps, prepared, caller.max_background)
         return streaming.follow(engine, events, project_id, (started or row)["id"], -1)
     if prepared.store and (earlier := await _store(deps, row, ended=False)):
         return streaming.follow(engine, events, project_id, earlier["id"], -1)
     return streaming.synchronous(engine, prepared.provider, prepared.payload, row)
 
 
-async def _start_background(deps: Deps, prepared: Turn) -> StoredResponse | None:
-    """Store the row queued, log its first events, then enqueue (DESIGN §6.1)."""
+async def _start_background(
+    deps: Deps, prepared: Turn, max_in_flight: int
+) -> StoredResponse | None:
+    """Store the row queued, log its first events, then enqueue (DESIGN §6.1). A project at its
+    limit of background responses in flight is answered 429 (concurrent creates may pass it
+    by a few: the count and the insert are not one transaction)."""
     row = prepared.row
+    if max_in_flight > 0:
+        async with deps.engine.connect() as conn:
+            running = await ResponsesRepository(conn).count_in_flight(row["project_id"])
+        if running >= max_in_flight:
+            raise RateLimited(
+                f"This project has {running} background responses queued or in progress, its "
+                f"limit; wait for some to finish.",
+                code="rate_limit_exceeded",
+            )
     if earlier := await _store(deps, row, ended=False):
         return earlier
     opening = TurnEvents(render_response(row))

@@ -37,11 +37,13 @@ def truncate(
     history: list[dict[str, Any]],
     new: list[dict[str, Any]],
     budget: int,
+    tools: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """truncation="auto": drop the oldest turns of `history` until everything fits `budget`.
-    A kept history never starts with a tool result or an assistant turn cut from its user."""
+    """truncation="auto": drop the oldest turns of `history` until everything (the tools'
+    definitions included, as the count counts them) fits `budget`. A kept history never starts
+    with a tool result or an assistant turn cut from its user."""
     kept = list(history)
-    while kept and estimate(system + kept + new) > budget:
+    while kept and estimate(system + kept + new, tools) > budget:
         kept.pop(0)
         while kept and kept[0]["role"] != "user":
             kept.pop(0)

@@ -45,7 +45,7 @@ async def build_payload(
     budget = await _budget(providers, row)
     if budget is not None:
         system = [{"role": "system", "content": row["instructions"]}] if row["instructions"] else []
-        history = tokens.truncate(system, history, row["messages"], budget)
+        history = tokens.truncate(system, history, row["messages"], budget, params["tools"])
     return chat_payload(
         row["model"],
         row["instructions"],
