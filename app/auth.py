@@ -14,7 +14,6 @@ Dependencies are `async def` on purpose: FastAPI runs plain `def` ones in its th
 costs more than a whole indexed lookup on the retrieve path.
 """
 
-import hmac
 import ipaddress
 import logging
 import time
@@ -159,12 +158,6 @@ def _bearer(header: str | None) -> str | None:
     scheme, _, value = header.partition(" ")
     value = value.strip()
     return value if scheme.lower() == "bearer" and value else None
-
-
-def admin_key_matches(settings: Settings, header: str | None) -> bool:
-    key = _bearer(header)
-    admin = settings.admin_api_key
-    return bool(admin and key and hmac.compare_digest(key.encode(), admin.encode()))
 
 
 async def get_caller(request: Request) -> Caller:

@@ -11,7 +11,7 @@ from app.kit.metadata import Metadata
 class CreateChatCompletion(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=256)  # the chat_completions.model column
     messages: list[dict[str, Any]] = Field(min_length=1)
     store: bool = False
     metadata: Metadata = None

@@ -90,7 +90,8 @@ async def retrieve_response(
     engine: EngineDep,
     project_id: ProjectDep,
     stream: bool = False,
-    starting_after: Annotated[int | None, Query(ge=-1)] = None,
+    # Sequence numbers are 32-bit in the event log.
+    starting_after: Annotated[int | None, Query(ge=-1, le=2**31 - 1)] = None,
     include_obfuscation: bool = False,
 ) -> Response:
     """Retrieve a stored response by id. With stream=true: its events after `starting_after`,

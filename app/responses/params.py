@@ -3,6 +3,7 @@ naming it; none is accepted and then ignored. check_request() returns what is ke
 response (app/responses/domain.py, TurnParams); the README's parameter table says what each
 one does."""
 
+import re
 from typing import Any
 
 from app.errors import InvalidRequest
@@ -28,6 +29,9 @@ INCLUDABLE = (
     "computer_call_output.output.image_url",
 )
 FUNCTION_KEYS = {"type", "name", "description", "parameters", "strict"}
+# OpenAI's limits on tools: at most 128, named ^[a-zA-Z0-9_-]{1,64}$.
+MAX_TOOLS = 128
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 TOOL_CHOICES = ("auto", "none", "required")
 ALLOWED_TOOLS_MODES = ("auto", "required")
 
@@ -190,6 +194,13 @@ def check_reasoning(reasoning: dict[str, Any] | None) -> dict[str, Any]:
 def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Function tools, as echoed back. Tools we do not run (web_search, file_search, MCP...)
     are a 400 naming the type."""
+    if len(tools) > MAX_TOOLS:
+        raise InvalidRequest(
+            f"Invalid 'tools': array too long. Expected an array with maximum length "
+            f"{MAX_TOOLS}, but got an array with length {len(tools)} instead.",
+            param="tools",
+            code="array_above_max_length",
+        )
     out = []
     for i, tool in enumerate(tools):
         param = f"tools[{i}]"
@@ -203,6 +214,13 @@ def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         check_keys(tool, FUNCTION_KEYS, param)
         if not isinstance(tool.get("name"), str) or not tool["name"]:
             raise _missing(f"{param}.name")
+        if not TOOL_NAME.fullmatch(tool["name"]):
+            raise InvalidRequest(
+                f"Invalid '{param}.name': string does not match pattern. Expected a string that "
+                "matches the pattern '^[a-zA-Z0-9_-]{1,64}$'.",
+                param=f"{param}.name",
+                code="invalid_value",
+            )
         out.append(
             {
                 "type": "function",

@@ -7,11 +7,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.kit.metadata import Metadata
 
+# The longest model name the responses.model column holds; counts past int32 mean nothing.
+MAX_MODEL = 256
+INT32 = 2**31 - 1
+
 
 class CreateResponseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=MAX_MODEL)
     input: str | list[Any] | None = None
     instructions: str | None = None
     previous_response_id: str | None = None
@@ -23,8 +27,8 @@ class CreateResponseRequest(BaseModel):
     metadata: Metadata = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_output_tokens: int | None = Field(default=None, ge=16)
-    max_tool_calls: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=16, le=INT32)
+    max_tool_calls: int | None = Field(default=None, ge=1, le=INT32)
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
     safety_identifier: str | None = None
