@@ -164,6 +164,7 @@ async def get_caller(request: Request) -> Caller:
     """Who is asking, admitted by the project's request rate (429 past it)."""
     auth: Authenticator = request.app.state.auth
     caller = await auth.identify(request)
+    request.state.project_id = caller.project_id  # for the request's log line
     limiter: RateLimiter = request.app.state.rate_limiter
     await limiter.admit(request, caller.project_id, caller.rpm)
     return caller

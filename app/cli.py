@@ -49,7 +49,10 @@ def serve(host: str, port: int) -> None:
         f"upstream: {upstream}",
         flush=True,
     )
-    uvicorn.run("app.main:app", host=host, port=port, log_level=settings.log_level)
+    # Our request log line replaces uvicorn's access log (it has the request id and project).
+    uvicorn.run(
+        "app.main:app", host=host, port=port, log_level=settings.log_level, access_log=False
+    )
 
 
 def _run(work: Callable[[Any, Settings], Awaitable[T]]) -> T:

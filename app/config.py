@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     default_project_rpm: int = Field(default=0, ge=0)
     default_project_max_background: int = Field(default=0, ge=0)
 
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # `text` (readable, the default) or `json` (one object a line, for log shippers).
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def job_time_limit_seconds(self) -> float:
@@ -94,6 +96,11 @@ class Settings(BaseSettings):
         attempts = self.job_upstream_retries + 1
         backoffs = sum(self.job_retry_backoff * 2.0**n for n in range(self.job_upstream_retries))
         return float(self.upstream_timeout * attempts + backoffs + 120)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator(
         "upstream_base_url", "upstream_api_key", "redis_url", "auth", "admin_api_key", mode="before"

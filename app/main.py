@@ -19,6 +19,7 @@ from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.jobs import CeleryEnqueuer, celery_client
 from app.kit.eventlog import create_event_log
+from app.kit.logs import configure_logging
 from app.kit.request_id import RequestIdMiddleware
 from app.limits.guard import RequestGuardMiddleware
 from app.limits.ratelimit import create_rate_limiter
@@ -27,8 +28,7 @@ from app.providers.registry import Providers
 from app.responses.endpoints import router as responses_router
 from app.responses.service import Deps
 
-# uvicorn shows this logger's lines; app-wide logging arrives with the operations work.
-log = logging.getLogger("uvicorn.error")
+log = logging.getLogger("tether")
 
 
 def tune_gc() -> None:
@@ -67,7 +67,9 @@ async def announce_auth(auth: Authenticator) -> None:
         log.info("API keys required on every /v1 request (AUTH=%s).", auth.mode or "unset")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, configure_logs: bool = False) -> FastAPI:
+    """`configure_logs`: this process's logging is ours to set up (a served app; not an app a
+    test or a tool embeds, whose logging belongs to it)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything per-process lives here and is disposed on shutdown; nothing else is global,
         # so any number of replicas can serve one database.
         app.state.settings = settings
+        if configure_logs:
+            configure_logging(settings)
         app.state.engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.providers = Providers(settings)
@@ -124,4 +128,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+app = create_app(configure_logs=True)

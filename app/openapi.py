@@ -13,7 +13,8 @@ answers every validation failure with a 400). This module post-processes FastAPI
   (rate limited);
 * the `metadata[key]=value` filters of the two metadata lists, which the handlers read from the
   raw query string, appear as one `deepObject` parameter, and `metadata` in request bodies
-  carries OpenAI's limits (app/kit/metadata.py).
+  carries OpenAI's limits (app/kit/metadata.py); `input` is required on a create;
+* links say where an answer's ids lead, and the creates carry request examples.
 
 Response schemas are permissive (`additionalProperties: true`) but name the keys Tether always
 sends, with their types: tests/test_openapi.py runs Schemathesis against a live server and
@@ -31,6 +32,7 @@ from app.responses.domain import ResponseStatus
 
 JSON = "application/json"
 SSE = "text/event-stream"
+Operation = tuple[str, str]  # (method, path) as in the document: ("get", "/v1/responses")
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -234,28 +236,43 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def _sse_event(payload: dict[str, Any], with_event_name: bool) -> dict[str, Any]:
-    """One server-sent event (as Schemathesis reads a stream: `event`, `data`, ...), its data
-    the JSON of `payload`."""
-    data = {"type": "string", "contentMediaType": JSON, "contentSchema": payload}
-    return _object(
-        {"event": STRING, "data": data} if with_event_name else {"data": data},
-    )
+# One server-sent event of a response stream, as OpenAPI 3.1 tools read a stream (an object per
+# event: `event`, `data`, `id`, `retry`): `event` names the type, `data` is its JSON.
+RESPONSE_SSE_EVENT = _object(
+    {
+        "event": STRING,
+        "data": {
+            "type": "string",
+            "contentMediaType": JSON,
+            "contentSchema": _ref("ResponseStreamEvent"),
+        },
+    }
+)
+# A chat completion stream: `data:` lines only, each a chunk, and `[DONE]` last.
+CHAT_SSE_EVENT = _object(
+    {
+        "data": {
+            "type": "string",
+            "if": {"const": "[DONE]"},
+            "else": {"contentMediaType": JSON, "contentSchema": _ref("ChatCompletionChunk")},
+        }
+    }
+)
 
 
 # The 200 of each operation: (schema, description, event schema when stream=true streams).
-OK: dict[tuple[str, str], tuple[str, str, dict[str, Any] | None]] = {
+OK: dict[Operation, tuple[str, str, dict[str, Any] | None]] = {
     ("post", "/v1/responses"): (
         "Response",
         "The response; with `stream=true`, its events as server-sent events.",
-        _sse_event(_ref("ResponseStreamEvent"), with_event_name=True),
+        RESPONSE_SSE_EVENT,
     ),
     ("get", "/v1/responses"): ("ResponseList", "A page of stored responses.", None),
     ("post", "/v1/responses/input_tokens"): ("InputTokens", "The input token count.", None),
     ("get", "/v1/responses/{response_id}"): (
         "Response",
         "The response; with `stream=true`, its events after `starting_after`.",
-        _sse_event(_ref("ResponseStreamEvent"), with_event_name=True),
+        RESPONSE_SSE_EVENT,
     ),
     ("delete", "/v1/responses/{response_id}"): ("ResponseDeleted", "Deleted.", None),
     ("post", "/v1/responses/{response_id}/cancel"): ("Response", "The response.", None),
@@ -267,18 +284,7 @@ OK: dict[tuple[str, str], tuple[str, str, dict[str, Any] | None]] = {
     ("post", "/v1/chat/completions"): (
         "ChatCompletion",
         "The completion; with `stream=true`, its chunks, then `data: [DONE]`.",
-        _object(
-            {
-                "data": {
-                    "type": "string",
-                    "if": {"const": "[DONE]"},
-                    "else": {
-                        "contentMediaType": JSON,
-                        "contentSchema": _ref("ChatCompletionChunk"),
-                    },
-                }
-            }
-        ),
+        CHAT_SSE_EVENT,
     ),
     ("get", "/v1/chat/completions"): (
         "StoredChatCompletionList",
@@ -330,7 +336,7 @@ ALWAYS_REFUSED = {("post", "/v1/responses/compact")}
 
 # Statuses raised by the code of one operation only (beyond the ones every operation gets).
 NO_CONVERSATION = "The `conversation` named in the body does not exist."
-EXTRA_ERRORS: dict[tuple[str, str], dict[str, str]] = {
+EXTRA_ERRORS: dict[Operation, dict[str, str]] = {
     ("post", "/v1/responses"): {
         "404": NO_CONVERSATION,
         "409": "A create with this Idempotency-Key is still running (`idempotency_key_in_use`).",
@@ -345,7 +351,6 @@ EXTRA_ERRORS: dict[tuple[str, str], dict[str, str]] = {
 # OpenAPI links: where an answer's ids lead (clients, and Schemathesis's stateful phase, follow
 # them). Source operation -> {target operation: {target parameter: runtime expression}}; each
 # link is named after its target's operationId.
-Operation = tuple[str, str]
 _RESPONSE = "/v1/responses/{response_id}"
 _CONVERSATION = "/v1/conversations/{conversation_id}"
 _COMPLETION = "/v1/chat/completions/{completion_id}"
@@ -383,6 +388,35 @@ LINKS: dict[Operation, dict[Operation, dict[str, str]]] = {
     },
 }
 
+# Request examples, as in the README (the built-in `echo` model answers without an upstream);
+# Schemathesis's examples phase sends each of them.
+_HELLO = [{"role": "user", "content": "Hello, Tether"}]
+EXAMPLES: dict[Operation, dict[str, dict[str, Any]]] = {
+    ("post", "/v1/responses"): {
+        "text": {"model": "echo", "input": "Hello, Tether", "metadata": {"job": "nightly"}},
+        "streamed": {"model": "echo", "input": "Hello, Tether", "stream": True},
+        "background": {"model": "echo", "input": "Hello, Tether", "background": True},
+        "streamed in the background": {
+            "model": "echo",
+            "input": _HELLO,
+            "background": True,
+            "stream": True,
+            "stream_options": {"include_obfuscation": True},
+        },
+    },
+    ("post", "/v1/responses/input_tokens"): {"text": {"model": "echo", "input": "Hello, Tether"}},
+    ("post", "/v1/chat/completions"): {
+        "stored": {"model": "echo", "messages": _HELLO, "store": True, "metadata": {"k": "v"}},
+        "streamed": {
+            "model": "echo",
+            "messages": _HELLO,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    },
+    ("post", "/v1/conversations"): {"with items": {"items": _HELLO, "metadata": {"k": "v"}}},
+}
+
 ERRORS = {
     "400": "Invalid request: a parameter or the body is refused (`invalid_request_error`).",
     "401": "Invalid API key (`invalid_api_key`).",
@@ -401,7 +435,9 @@ REQUEST_ID = {
 
 
 def expected_errors(method: str, path: str, operation: dict[str, Any]) -> set[str]:
-    """The error statuses an operation declares (tests/test_openapi.py checks them)."""
+    """The error statuses an operation declares: 400 wherever there is a parameter or a body,
+    401 and 429 on every /v1 route, 404 for an id in the path, 413 for a body, and EXTRA_ERRORS
+    (tests/test_openapi.py checks the same rules on the document)."""
     statuses = set(EXTRA_ERRORS.get((method, path), {}))
     if (
         operation.get("parameters")
@@ -501,6 +537,11 @@ def describe(doc: dict[str, Any]) -> dict[str, Any]:
             key = (method, path)
             if key in METADATA_FILTERED:
                 operation.setdefault("parameters", []).append(copy.deepcopy(METADATA_FILTER))
+            if key in EXAMPLES:
+                body = operation["requestBody"]["content"][JSON]
+                body["examples"] = {
+                    name: {"value": copy.deepcopy(value)} for name, value in EXAMPLES[key].items()
+                }
             responses: dict[str, Any] = operation.setdefault("responses", {})
             responses.pop("422", None)
             if key in ALWAYS_REFUSED:
@@ -509,7 +550,7 @@ def describe(doc: dict[str, Any]) -> dict[str, Any]:
                 name, description, event = OK[key]
                 content: dict[str, Any] = {JSON: {"schema": _ref(name)}}
                 if event is not None:
-                    content[SSE] = {"schema": event}
+                    content[SSE] = {"schema": copy.deepcopy(event)}
                 responses["200"] = {
                     "description": description,
                     "headers": copy.deepcopy(REQUEST_ID),

@@ -10,9 +10,10 @@ Broker: Redis (REDIS_URL). Without it Tether runs in embedded mode and needs no 
 """
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_ready, worker_shutdown
 
 from app.config import get_settings
+from app.kit.logs import configure_logging
 from workers.runtime import get_runtime, stop_runtime
 
 settings = get_settings()
@@ -35,6 +36,12 @@ app.conf.update(
     # No task_time_limit: only the prefork pool enforces it. A job is bounded by JOB_TIME_LIMIT
     # in the job engine, and its task thread's wait by workers/runtime.py.
 )
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    # Connected, so Celery leaves the root logger to us: one format for API and workers.
+    configure_logging(settings)
 
 
 @worker_ready.connect

@@ -19,11 +19,26 @@ from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.kit.eventlog import EventLog, JobEvents
 from app.providers.registry import Providers
+from app.responses.domain import FinalValues, ResponseStatus
 from app.responses.repository import ResponsesRepository
 
 log = logging.getLogger(__name__)
 
 Requeue = Callable[[list[str]], Awaitable[None]]
+
+
+def _log_end(response_id: str, values: FinalValues, fields: dict[str, Any]) -> None:
+    status = values["status"]
+    error = values.get("error") or {}
+    if status == ResponseStatus.FAILED:
+        log.warning(
+            "response %s failed: %s",
+            response_id,
+            error.get("message"),
+            extra={**fields, "status": status, "error_code": error.get("code")},
+        )
+    else:
+        log.info("response %s %s", response_id, status, extra={**fields, "status": status})
 
 
 class JobRuntime:
@@ -67,6 +82,9 @@ class JobRuntime:
         claimed = await job.claim(self.engine, response_id, self.settings)
         if claimed is None:
             return
+        started = time.monotonic()
+        fields = {"response_id": claimed.id, "attempt": claimed.attempt}
+        log.info("response %s in_progress", claimed.id, extra=fields)
         task = asyncio.current_task()
         assert task is not None
         self.running[claimed.id] = (claimed, task)
@@ -77,16 +95,22 @@ class JobRuntime:
             )
         except asyncio.CancelledError:
             if claimed.id in self.revoked:
+                log.info(
+                    "response %s stopped: cancelled or no longer ours", claimed.id, extra=fields
+                )
                 return  # the database already says what happened; nothing to write
             await asyncio.shield(job.release(self.engine, claimed))  # shutting down
+            log.info("response %s released to the queue (shutting down)", claimed.id, extra=fields)
             raise
         finally:
             # Out of the supervisor's sight before the final write, so it cannot take the
             # job's own finished status for a cancellation and interrupt the commit.
             self.running.pop(claimed.id, None)
             self.revoked.discard(claimed.id)
+        fields["duration_ms"] = round((time.monotonic() - started) * 1000)
         if await job.finish(self.engine, claimed, values):
             events.add(closing)
+            _log_end(claimed.id, values, fields)
         else:
             log.info("response %s was cancelled or re-run meanwhile; result dropped", claimed.id)
         await events.drain()

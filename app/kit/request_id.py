@@ -1,13 +1,18 @@
-"""x-request-id on every answer (errors included), as OpenAI sends it; and the headers a
-handler or dependency left in `request.state.headers` (the rate-limit headers), which a
-handler returning its own Response could not carry otherwise.
+"""x-request-id on every answer (errors included), as OpenAI sends it; the headers a handler
+or dependency left in `request.state.headers` (the rate-limit headers), which a handler
+returning its own Response could not carry otherwise; and one log line per request: its id,
+project, route, status and duration.
 
 A plain ASGI middleware: BaseHTTPMiddleware would add a task and a copy per request.
 """
 
+import logging
 import secrets
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("tether.request")
 
 
 class RequestIdMiddleware:
@@ -19,9 +24,13 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = f"req_{secrets.token_hex(16)}".encode()
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app dies before answering
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = [*message.get("headers", []), (b"x-request-id", request_id)]
                 extra: dict[str, str] = scope.get("state", {}).get("headers") or {}
                 if extra:
@@ -34,4 +43,28 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _log_request(scope, request_id.decode(), status, time.perf_counter() - started)
+
+
+def _log_request(scope: Scope, request_id: str, status: int, seconds: float) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    route = scope.get("route")
+    template = getattr(route, "path", None) or "unmatched"
+    state = scope.get("state", {})
+    log.info(
+        "%s %s %d",
+        scope["method"],
+        template,
+        status,
+        extra={
+            "request_id": request_id,
+            "project": state.get("project_id"),
+            "route": template,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+        },
+    )

@@ -276,6 +276,7 @@ async def _start_background(
     # After the commit: a worker must find the row. Should this fail, the row is queued all
     # the same and the sweeper hands it to the queue again.
     await deps.enqueuer.enqueue([row["id"]])
+    log.info("response %s queued", row["id"], extra={"response_id": row["id"]})
     return None
 
 
