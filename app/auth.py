@@ -161,12 +161,17 @@ def _bearer(header: str | None) -> str | None:
 
 
 async def get_caller(request: Request) -> Caller:
-    """Who is asking, admitted by the project's request rate (429 past it)."""
+    """Who is asking, admitted by the project's request rate (429 past it). Once a request:
+    the guarded routes ask before parsing the body (app/limits/guard.py), the endpoints after."""
+    known: Caller | None = getattr(request.state, "caller", None)
+    if known is not None:
+        return known
     auth: Authenticator = request.app.state.auth
     caller = await auth.identify(request)
     request.state.project_id = caller.project_id  # for the request's log line
     limiter: RateLimiter = request.app.state.rate_limiter
     await limiter.admit(request, caller.project_id, caller.rpm)
+    request.state.caller = caller
     return caller
 
 

@@ -13,7 +13,7 @@ from app.chat.schemas import CreateChatCompletion, UpdateChatCompletion
 from app.db import EngineDep
 from app.kit.http import json_response
 from app.kit.listing import MetadataFilter, PageQuery
-from app.limits.guard import GuardedRoute
+from app.routing import GuardedRoute
 
 router = APIRouter(prefix="/v1/chat/completions", tags=["chat"], route_class=GuardedRoute)
 

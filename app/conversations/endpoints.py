@@ -10,7 +10,7 @@ from app.conversations import service
 from app.conversations.schemas import AddItems, CreateConversation, ItemsQuery, UpdateConversation
 from app.db import EngineDep
 from app.kit.http import json_response
-from app.limits.guard import GuardedRoute
+from app.routing import GuardedRoute
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"], route_class=GuardedRoute)
 

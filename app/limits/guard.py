@@ -3,20 +3,17 @@
 - The body is at most MAX_REQUEST_BYTES: a Content-Length over it is refused before a byte is
   read, and a body without one is counted as it arrives and refused as soon as it passes the
   limit (413), so an oversized body never sits in memory.
-- A JSON body is parsed once, with orjson, and walked: no NUL character (PostgreSQL refuses it
-  in text and JSON), no lone surrogate (orjson refuses it while parsing), no integer outside 64
-  bits, no nesting deeper than MAX_DEPTH. Each is a 400 naming the field, on either database,
-  before the model is called. FastAPI then uses the parsed body as it is.
+- A JSON body is parsed once, with orjson, and walked (parse_json, called by app/routing.py):
+  no NUL character (PostgreSQL refuses it in text and JSON), no lone surrogate (orjson refuses
+  it while parsing), no integer outside 64 bits, no nesting deeper than MAX_DEPTH. Each is a
+  400 naming the field, on either database, before the model is called.
 - A NUL in the path or the query string is a 400 too.
 """
 
-from collections.abc import Callable, Coroutine
+import json
 from typing import Any
 
 import orjson
-from fastapi import Request
-from fastapi.routing import APIRoute
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import NOT_JSON, InvalidRequest, PayloadTooLarge, error_response
@@ -86,8 +83,16 @@ async def _answer(
     await response(scope, r, s)
 
 
-def check_json(value: Any, path: str = "", depth: int = 0) -> None:
-    """Walk a parsed body; a 400 naming the first field that cannot be stored or sent."""
+class _MaybeHugeInt(Exception):
+    """orjson gives an integer literal past 64 bits as a float: this float may have been one."""
+
+
+def check_json(value: Any, path: str = "", depth: int = 0, exact: bool = False) -> None:
+    """Walk a parsed body; a 400 naming the first field that cannot be stored or sent.
+
+    `exact`: the body was parsed by the standard library, whose integers are exact; orjson's
+    are not past 64 bits, so an integral float that large sends the body there (rare: real
+    bodies hardly have such floats) to tell an integer literal from a float one."""
     if depth > MAX_DEPTH:
         raise InvalidRequest(
             f"Invalid '{path or 'body'}': JSON nested deeper than {MAX_DEPTH} levels.",
@@ -103,6 +108,9 @@ def check_json(value: Any, path: str = "", depth: int = 0) -> None:
             )
     elif isinstance(value, bool):
         return
+    elif isinstance(value, float):
+        if not exact and abs(value) >= 2**63 and value.is_integer():
+            raise _MaybeHugeInt
     elif isinstance(value, int):
         if not INT64[0] <= value <= INT64[1]:
             raise InvalidRequest(
@@ -119,28 +127,20 @@ def check_json(value: Any, path: str = "", depth: int = 0) -> None:
                     param=path or None,
                     code="invalid_value",
                 )
-            check_json(item, where, depth + 1)
+            check_json(item, where, depth + 1, exact)
     elif isinstance(value, list):
         for n, item in enumerate(value):
-            check_json(item, f"{path}[{n}]", depth + 1)
+            check_json(item, f"{path}[{n}]", depth + 1, exact)
 
 
-class GuardedRoute(APIRoute):
-    """Parses a JSON body with orjson and checks it (check_json) before FastAPI validates it;
-    FastAPI then takes the parsed body from the request (Starlette caches request.json())."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def guarded(request: Request) -> Response:
-            body = await request.body()
-            if body and "json" in request.headers.get("content-type", "json"):
-                try:
-                    parsed = orjson.loads(body)
-                except orjson.JSONDecodeError as exc:  # lone surrogates included
-                    raise InvalidRequest(NOT_JSON) from exc
-                check_json(parsed)
-                request._json = parsed
-            return await handler(request)
-
-        return guarded
+def parse_json(body: bytes) -> Any:
+    """A JSON body parsed and checked (check_json)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # lone surrogates included
+        raise InvalidRequest(NOT_JSON) from exc
+    try:
+        check_json(parsed)
+    except _MaybeHugeInt:
+        check_json(json.loads(body), exact=True)
+    return parsed

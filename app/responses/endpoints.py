@@ -11,10 +11,10 @@ from app.db import EngineDep, SessionDep
 from app.errors import InvalidRequest
 from app.kit.http import json_response
 from app.kit.listing import MetadataFilter, PageQuery
-from app.limits.guard import GuardedRoute
 from app.responses import service, streaming
 from app.responses.domain import ResponseStatus
 from app.responses.schemas import CountTokensRequest, CreateResponseRequest
+from app.routing import GuardedRoute
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"], route_class=GuardedRoute)
 

@@ -1,0 +1,30 @@
+"""The route class of every /v1 router: who is asking first, then the body's guard.
+
+A request without a valid key is a 401 whatever its body; then the JSON body is parsed once,
+with orjson, and checked (app/limits/guard.py) before FastAPI validates it. FastAPI takes the
+parsed body from the request (Starlette caches request.json()).
+"""
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request
+from fastapi.routing import APIRoute
+from starlette.responses import Response
+
+from app.auth import get_caller
+from app.limits.guard import parse_json
+
+
+class GuardedRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            await get_caller(request)
+            body = await request.body()
+            if body and "json" in request.headers.get("content-type", "json"):
+                request._json = parse_json(body)
+            return await handler(request)
+
+        return guarded
