@@ -346,6 +346,8 @@ EXTRA_ERRORS: dict[Operation, dict[str, str]] = {
     ("post", "/v1/chat/completions"): {
         "502": "The model server failed: unreachable, timed out or answered 5xx.",
     },
+    ("get", "/v1/models"): {"502": "The model server failed to list its models."},
+    ("get", "/v1/models/{model_id}"): {"502": "The model server failed to list its models."},
 }
 
 # OpenAPI links: where an answer's ids lead (clients, and Schemathesis's stateful phase, follow
@@ -531,10 +533,20 @@ def describe(doc: dict[str, Any]) -> dict[str, Any]:
     _limit_request_metadata(schemas)
     _require_input(schemas)
     schemas.update(copy.deepcopy(SCHEMAS))
+    components["securitySchemes"] = {
+        "ApiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A project's API key (`tether keys create`). While no key exists, "
+            "Tether serves loopback clients without one (README, API keys).",
+        }
+    }
 
     for path, item in doc.get("paths", {}).items():
         for method, operation in item.items():
             key = (method, path)
+            if path.startswith("/v1/"):
+                operation["security"] = [{"ApiKey": []}, {}]  # {}: the keyless mode
             if key in METADATA_FILTERED:
                 operation.setdefault("parameters", []).append(copy.deepcopy(METADATA_FILTER))
             if key in EXAMPLES:

@@ -16,6 +16,8 @@ class CreateChatCompletion(BaseModel):
     store: bool = False
     metadata: Metadata = None
     stream: bool = False
+    # Checked here, not only upstream: a streamed answer cannot turn into a 400 half-way.
+    stream_options: dict[str, Any] | None = None
 
     def upstream_payload(self) -> dict[str, Any]:
         """The body for the upstream: ours minus `store` and `metadata`, which are Tether's to

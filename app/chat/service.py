@@ -42,7 +42,8 @@ def _row(
         "model": req.model,
         "created": completion.get("created") or now_seconds(),
         "metadata": req.metadata or {},
-        "messages": [{"id": f"{cid}-{n}", **m} for n, m in enumerate(messages)],
+        # Our ids win over any a client sent: they are what `after` pages by.
+        "messages": [{**m, "id": f"{cid}-{n}"} for n, m in enumerate(messages)],
         "request": request,
         "completion": completion,
     }

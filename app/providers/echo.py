@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from app.providers.base import ChatDelta, ChatResult
+from app.providers.base import ChatDelta, ChatResult, UpstreamFailure
 
 ECHO_MODEL = "echo"
 
@@ -30,13 +30,18 @@ def estimate_tokens(text: str) -> int:
 class EchoProvider:
     async def complete(self, payload: dict[str, Any]) -> ChatResult:
         messages: list[dict[str, Any]] = payload["messages"]
-        users = [m for m in messages if m.get("role") == "user"]
-        text = _text_of(users[-1]["content"]) if users else ""
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        text = _text_of(users[-1].get("content")) if users else ""
         finish = "stop"
         limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+            # What a real server answers (as a 400) to a request it cannot read.
+            raise UpstreamFailure("client", "Invalid type for 'max_tokens': expected an integer.")
         if limit is not None and estimate_tokens(text) > limit:
             text, finish = text[: limit * 4], "length"
-        prompt_tokens = sum(estimate_tokens(_text_of(m.get("content"))) for m in messages)
+        prompt_tokens = sum(
+            estimate_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict)
+        )
         completion_tokens = estimate_tokens(text)
         usage = {
             "prompt_tokens": prompt_tokens,
