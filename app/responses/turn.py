@@ -7,13 +7,14 @@ and truncation. So a worker builds its call from the stored row, through the sam
 API uses, and gets the same request a synchronous create would have sent.
 """
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.conversations import service as conversations
 from app.errors import InvalidRequest
-from app.items.repository import ItemsRepository
+from app.items.repository import index_items
 from app.kit.items import to_chat_messages
 from app.providers.registry import Providers
 from app.responses import tokens
@@ -117,7 +118,7 @@ async def end(
             if not await ResponsesRepository(conn).finish(row, values, attempt):
                 return False
             output = values.get("output", [])
-            await ItemsRepository(conn).index(row["project_id"], row["id"], output)
+            await index_items(conn, row["project_id"], row["id"], output)
         if join_conversation:
             await _join_conversation(conn, row, values)
     return True
@@ -126,26 +127,38 @@ async def end(
 async def store_started(engine: AsyncEngine, row: ResponseRecord) -> None:
     """Insert a turn that has yet to run (queued, or in_progress for the request streaming
     it). Raises the repository's DuplicateKey / PreviousResponseGone."""
-    async with engine.begin() as conn:
-        await ResponsesRepository(conn).create(row)
-        await ItemsRepository(conn).index(row["project_id"], row["id"], row["input"])
+    async with _writing(engine, alone=True) as conn:
+        await ResponsesRepository(conn).create(row, row["input"])
 
 
 async def store_ended(engine: AsyncEngine, row: ResponseRecord) -> None:
     """Insert a turn that already ended (a synchronous create), with its conversation append,
     in one transaction. Raises the repository's DuplicateKey / PreviousResponseGone."""
-    async with engine.begin() as conn:
-        await ResponsesRepository(conn).create(row)
-        items = row["input"] + row["output"]
-        await ItemsRepository(conn).index(row["project_id"], row["id"], items)
-        await _join_conversation(conn, row, {"status": row["status"], "output": row["output"]})
+    ended: FinalValues = {"status": row["status"], "output": row["output"]}
+    joins = _joins_conversation(row, ended)
+    async with _writing(engine, alone=not joins) as conn:
+        await ResponsesRepository(conn).create(row, row["input"] + row["output"])
+        if joins:
+            await _join_conversation(conn, row, ended)
+
+
+def _writing(engine: AsyncEngine, alone: bool) -> AbstractAsyncContextManager[AsyncConnection]:
+    """A connection for a write. The response's insert is one atomic statement on PostgreSQL
+    (ResponsesRepository.create): `alone`, it needs no transaction around it."""
+    if alone and engine.dialect.name == "postgresql":
+        return engine.connect()
+    return engine.begin()
+
+
+def _joins_conversation(row: ResponseRecord, values: FinalValues) -> bool:
+    return row["params"]["conversation_id"] is not None and values.get("status") in ANSWERED
 
 
 async def _join_conversation(
     conn: AsyncConnection, row: ResponseRecord, values: FinalValues
 ) -> None:
     conversation_id = row["params"]["conversation_id"]
-    if conversation_id is None or values.get("status") not in ANSWERED:
+    if conversation_id is None or not _joins_conversation(row, values):
         return
     items = row["input"] + values.get("output", row["output"])
     await conversations.record_turn(conn, row["project_id"], conversation_id, items)

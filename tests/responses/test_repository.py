@@ -74,7 +74,7 @@ def new_row(**changes: Any) -> ResponseRecord:
 
 async def queued(conn: AsyncConnection) -> str:
     row = new_row()
-    await ResponsesRepository(conn).create(row)
+    await ResponsesRepository(conn).create(row, [])
     return row["id"]
 
 
@@ -172,7 +172,7 @@ class TestDriverFastPath:
         async def work(engine: AsyncEngine) -> None:
             async with engine.begin() as conn:
                 row = new_row(background=False, metadata={"k": "v"})
-                await ResponsesRepository(conn).create(row)
+                await ResponsesRepository(conn).create(row, [])
             async with engine.connect() as conn:
                 got = await ResponsesRepository(conn).get("p", row["id"])
             assert got is not None
@@ -192,7 +192,7 @@ class TestDriverFastPath:
 
         async def create_then_abort(engine: AsyncEngine, row: ResponseRecord) -> None:
             async with engine.begin() as conn:
-                await ResponsesRepository(conn).create(row)
+                await ResponsesRepository(conn).create(row, [])
                 raise Abort
 
         async def work(engine: AsyncEngine) -> None:
@@ -211,10 +211,10 @@ class TestDriverFastPath:
         async def work(engine: AsyncEngine) -> None:
             row = new_row(idempotency_key="k-" + new_id("x"), request_hash="h")
             async with engine.begin() as conn:
-                await ResponsesRepository(conn).create(row)
+                await ResponsesRepository(conn).create(row, [])
             with pytest.raises(DuplicateKey) as caught:
                 async with engine.begin() as conn:
-                    await ResponsesRepository(conn).create({**row, "id": new_id("resp")})
+                    await ResponsesRepository(conn).create({**row, "id": new_id("resp")}, [])
             cause = caught.value.__cause__
             assert isinstance(cause, IntegrityError)
             assert violated(cause) == "unique"
