@@ -87,6 +87,24 @@ class _MaybeHugeInt(Exception):
     """orjson gives an integer literal past 64 bits as a float: this float may have been one."""
 
 
+def _invalid(path: str, why: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid '{path or 'body'}': {why}.", param=path or None, code="invalid_value"
+    )
+
+
+def _check_scalar(value: Any, path: str, exact: bool) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise _invalid(path, "strings may not contain NUL characters")
+    elif isinstance(value, float):
+        if not exact and abs(value) >= 2**63 and value.is_integer():
+            raise _MaybeHugeInt
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not INT64[0] <= value <= INT64[1]:
+            raise _invalid(path, "integer out of the 64-bit range")
+
+
 def check_json(value: Any, path: str = "", depth: int = 0, exact: bool = False) -> None:
     """Walk a parsed body; a 400 naming the first field that cannot be stored or sent.
 
@@ -94,43 +112,18 @@ def check_json(value: Any, path: str = "", depth: int = 0, exact: bool = False) 
     are not past 64 bits, so an integral float that large sends the body there (rare: real
     bodies hardly have such floats) to tell an integer literal from a float one."""
     if depth > MAX_DEPTH:
-        raise InvalidRequest(
-            f"Invalid '{path or 'body'}': JSON nested deeper than {MAX_DEPTH} levels.",
-            param=path or None,
-            code="invalid_value",
-        )
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidRequest(
-                f"Invalid '{path or 'body'}': strings may not contain NUL characters.",
-                param=path or None,
-                code="invalid_value",
-            )
-    elif isinstance(value, bool):
-        return
-    elif isinstance(value, float):
-        if not exact and abs(value) >= 2**63 and value.is_integer():
-            raise _MaybeHugeInt
-    elif isinstance(value, int):
-        if not INT64[0] <= value <= INT64[1]:
-            raise InvalidRequest(
-                f"Invalid '{path or 'body'}': integer out of the 64-bit range.",
-                param=path or None,
-                code="invalid_value",
-            )
-    elif isinstance(value, dict):
+        raise _invalid(path, f"JSON nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
             if "\x00" in key:
-                raise InvalidRequest(
-                    "Invalid key: object keys may not contain NUL characters.",
-                    param=path or None,
-                    code="invalid_value",
-                )
+                raise _invalid(path, "object keys may not contain NUL characters")
             check_json(item, where, depth + 1, exact)
     elif isinstance(value, list):
         for n, item in enumerate(value):
             check_json(item, f"{path}[{n}]", depth + 1, exact)
+    else:
+        _check_scalar(value, path, exact)
 
 
 def parse_json(body: bytes) -> Any:
