@@ -1,5 +1,5 @@
-# Tether's image: the api (default command) and, with another command, the Celery worker.
-# See docker-compose.yml.
+# Tether's image: the api (default command: migrate, then serve) and, with another command, the
+# Celery worker (`celery -A workers.celery_app worker`). See docker-compose.yml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -22,4 +22,5 @@ RUN useradd --create-home --uid 10001 tether && chown tether /app
 USER tether
 
 EXPOSE 8000
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# Exec form: the server is PID 1 and receives SIGTERM itself. WEB_CONCURRENCY=N: N processes.
+CMD ["tether", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -14,6 +14,7 @@ Dependencies are `async def` on purpose: FastAPI runs plain `def` ones in its th
 costs more than a whole indexed lookup on the retrieve path.
 """
 
+import hmac
 import ipaddress
 import logging
 import time
@@ -181,3 +182,20 @@ async def get_project_id(caller: Annotated[Caller, Depends(get_caller)]) -> str:
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 ProjectDep = Annotated[str, Depends(get_project_id)]
+
+
+def require_admin(request: Request) -> None:
+    """The operators' routes (/metrics): `Authorization: Bearer <ADMIN_API_KEY>`, else 401."""
+    settings: Settings = request.app.state.settings
+    if not settings.admin_api_key:
+        raise Unauthorized(
+            "This route needs the admin key, and none is set: set ADMIN_API_KEY and send it as "
+            "'Authorization: Bearer <key>' (or METRICS_PUBLIC=true to serve /metrics to anyone).",
+            code="invalid_api_key",
+        )
+    key = _bearer(request.headers.get("authorization"))
+    if key is None or not hmac.compare_digest(key.encode(), settings.admin_api_key.encode()):
+        raise Unauthorized(
+            "This route needs the admin key: 'Authorization: Bearer <ADMIN_API_KEY>'.",
+            code="invalid_api_key",
+        )

@@ -1,10 +1,13 @@
 """All settings in one place, read from the environment (see the README's configuration table)."""
 
+import sys
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_PROJECT_ID = "proj_default"
 
@@ -67,6 +70,11 @@ class Settings(BaseSettings):
     # How long a background response's stream events are kept for resuming (then a stream of
     # a finished response is rebuilt from the stored response).
     stream_retention_seconds: float = Field(default=86_400.0, gt=0)
+    # Stored responses and chat completions older than this many days are purged (as OpenAI
+    # keeps them 30 days); 0: kept forever. Conversations are exempt (app/ops/retention.py).
+    retention_days: float = Field(default=30, ge=0)
+    # Seconds between purges, run by the job supervisor (every worker; one at a time).
+    retention_interval: float = Field(default=3600.0, gt=0)
 
     # The project of keyless requests, and of the project named `default`.
     default_project_id: str = DEFAULT_PROJECT_ID
@@ -76,6 +84,8 @@ class Settings(BaseSettings):
     auth: Literal["required", "none"] | None = None
     # Operators' key: admin routes, /metrics, the dashboard. Not a project key.
     admin_api_key: str | None = None
+    # GET /metrics without the admin key (for a scraper on a private network).
+    metrics_public: bool = False
     # The key of the keyed hash API keys are stored under. Changing it invalidates every key.
     api_key_pepper: str = "tether-api-keys-v1"
     # How long a key lookup is trusted: how long a revocation takes to reach every replica.
@@ -88,6 +98,16 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # `text` (readable, the default) or `json` (one object a line, for log shippers).
     log_format: Literal["text", "json"] = "text"
+
+    # `tether serve`: where it listens, and how many uvicorn processes (each with its own job
+    # runtime in embedded mode: claims and sweeps are compare-and-set, so they share safely).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    web_concurrency: int = Field(default=1, ge=1)
+    # A Celery worker told to stop (SIGTERM) takes no more jobs and lets those it runs finish
+    # for this long; what is still running then is given back to the queue, unfinished, for
+    # another worker (workers/celery_app.py). Keep it under the orchestrator's grace period.
+    worker_drain_seconds: float = Field(default=30.0, ge=0)
 
     @property
     def job_time_limit_seconds(self) -> float:
@@ -102,8 +122,29 @@ class Settings(BaseSettings):
     def _lowercase(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        # Checked here, so that every process refuses it at start with one line (settings_or_exit).
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL; expected postgresql://user@host:5432/db or sqlite:///path.db"
+            ) from None
+        if backend not in ("postgresql", "postgres", "sqlite"):
+            raise ValueError(f"must be postgresql://… or sqlite://…, not {backend}://")
+        return value
+
     @field_validator(
-        "upstream_base_url", "upstream_api_key", "redis_url", "auth", "admin_api_key", mode="before"
+        "upstream_base_url",
+        "upstream_api_key",
+        "redis_url",
+        "auth",
+        "admin_api_key",
+        "context_window_tokens",
+        "job_time_limit",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -114,3 +155,29 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+# Never echoed back: a value of these may be a secret.
+_SECRET_PARTS = ("key", "pepper", "url")
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line naming each bad variable and what it accepts (pydantic says, e.g. "Input should
+    be 'critical', 'error', 'warning', 'info' or 'debug'"), without a secret's value."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        shown = "" if any(p in field for p in _SECRET_PARTS) else f"={error['input']!r}"
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{field.upper()}{shown}: {message}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def settings_or_exit(program: str = "tether") -> Settings:
+    """The settings, or one line on stderr and exit status 2 (a configuration error, as
+    argparse uses it), never a traceback: for the processes that start from the environment."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        sys.stderr.write(f"{program}: {describe_invalid(exc)}\n")
+        raise SystemExit(2) from None

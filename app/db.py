@@ -1,8 +1,8 @@
 """Engine, sessions and the declarative base.
 
-Users write `postgresql://…` or `sqlite:///…`; we pick the async drivers. SQLite is tuned for
-concurrent use (WAL, a busy timeout, foreign keys) because the embedded mode must stay correct
-under load, not just work for one request at a time.
+Users write `postgresql://…` (or `postgres://…`) or `sqlite:///…`; we pick the async drivers.
+SQLite is tuned for concurrent use (WAL, a busy timeout, foreign keys) because the embedded mode
+must stay correct under load, not just work for one request at a time.
 """
 
 from collections.abc import AsyncIterator
@@ -43,7 +43,7 @@ def async_url(database_url: str) -> URL:
     """Map the URL a user writes to the async driver we ship."""
     url = make_url(database_url)
     backend = url.get_backend_name()
-    if backend == "postgresql":
+    if backend in ("postgresql", "postgres"):  # postgres://: Heroku's and libpq's spelling
         return url.set(drivername="postgresql+asyncpg")
     if backend == "sqlite":
         return url.set(drivername="sqlite+aiosqlite")

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from app.auth import Authenticator
 from app.background.runtime import JobRuntime
 from app.catalog.endpoints import router as catalog_router
 from app.chat.endpoints import router as chat_router
-from app.config import Settings, get_settings
+from app.config import Settings, get_settings, settings_or_exit
 from app.conversations.endpoints import router as conversations_router
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
@@ -24,6 +25,9 @@ from app.kit.request_id import RequestIdMiddleware
 from app.limits.guard import RequestGuardMiddleware
 from app.limits.ratelimit import create_rate_limiter
 from app.openapi import install_openapi
+from app.ops import metrics
+from app.ops.endpoints import router as ops_router
+from app.ops.health import announce_mode
 from app.providers.registry import Providers
 from app.responses.endpoints import router as responses_router
 from app.responses.service import Deps
@@ -86,6 +90,13 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
         app.state.auth = Authenticator(app.state.engine, settings)
         await announce_auth(app.state.auth)
         app.state.rate_limiter = create_rate_limiter(settings.redis_url)
+        # For /readyz and the startup look for workers; not for the hot paths.
+        app.state.redis = (
+            Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+            if settings.redis_url
+            else None
+        )
+        looking = announce_mode(settings, app.state.redis)
         runtime: JobRuntime | None = None
         if settings.redis_url:
             app.state.enqueuer = CeleryEnqueuer(celery_client(settings))
@@ -107,14 +118,19 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
         try:
             yield
         finally:
+            if looking is not None:
+                looking.cancel()
             if runtime is not None:
                 await runtime.stop()
             if isinstance(app.state.enqueuer, CeleryEnqueuer):
                 await asyncio.to_thread(app.state.enqueuer.close)
             await app.state.event_log.close()
             await app.state.rate_limiter.close()
+            if app.state.redis is not None:
+                await app.state.redis.aclose()
             await app.state.providers.close()
             await app.state.engine.dispose()
+            metrics.process_exiting()
 
     app = FastAPI(title="Tether", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_request_bytes)
@@ -124,8 +140,10 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
     app.include_router(chat_router)
     app.include_router(conversations_router)
     app.include_router(catalog_router)
+    app.include_router(ops_router)
     install_openapi(app)
     return app
 
 
-app = create_app(configure_logs=True)
+# An invalid setting stops `uvicorn app.main:app` here with one line and status 2.
+app = create_app(settings_or_exit(), configure_logs=True)

@@ -1,9 +1,11 @@
 """Run Alembic from code (the CLI on start, and the tests), on the URL given."""
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +25,10 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+@cache
+def heads() -> frozenset[str]:
+    """The head revision(s) of migrations/, read once per process (/readyz compares the
+    database's with them)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config("")).get_heads())

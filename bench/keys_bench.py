@@ -38,7 +38,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def measure(args: argparse.Namespace, api: str, key: str | None) -> list[Result]:
+async def measure(args: argparse.Namespace, api: str, key: str | None) -> dict[str, Result]:
     one = argparse.Namespace(**{**vars(args), "api": api, "api_key": key, "depth": 1})
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
@@ -61,10 +61,9 @@ async def main(args: argparse.Namespace) -> int:
             ("keys on", args.keys_on, args.api_key),
         ):
             print(f"\n== round {n + 1}, {label}", flush=True)
-            results = await measure(args, api, key)
-            for result in results:
+            for result in (await measure(args, api, key)).values():
                 result.name = f"{result.name} [{label}, round {n + 1}]"
-            runs[label] += results
+                runs[label].append(result)
     print()
     print(table(runs["keys off"] + runs["keys on"]))
     print()

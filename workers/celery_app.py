@@ -10,13 +10,13 @@ Broker: Redis (REDIS_URL). Without it Tether runs in embedded mode and needs no 
 """
 
 from celery import Celery
-from celery.signals import setup_logging, worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_ready, worker_shutdown, worker_shutting_down
 
-from app.config import get_settings
+from app.config import settings_or_exit
 from app.kit.logs import configure_logging
-from workers.runtime import get_runtime, stop_runtime
+from workers.runtime import get_runtime, release_after, stop_runtime
 
-settings = get_settings()
+settings = settings_or_exit("tether worker")
 
 app = Celery("tether", broker=settings.redis_url, include=["workers.tasks.responses"])
 app.conf.update(
@@ -49,6 +49,16 @@ def _start_runtime(**_: object) -> None:
     # The sweeper must run even on a worker that receives no task: it is what rescues the jobs
     # of a worker that died.
     get_runtime()
+
+
+@worker_shutting_down.connect
+def _drain(**_: object) -> None:
+    # SIGTERM (a warm shutdown): Celery stops consuming and waits for the tasks in flight. A
+    # model call may outlast the orchestrator's patience, and a SIGKILLed worker's jobs wait for
+    # their lease and are charged an attempt; so after WORKER_DRAIN_SECONDS what still runs is
+    # given back (queued again, the attempt not counted) and another worker's sweeper sends it
+    # out again at once.
+    release_after(settings.worker_drain_seconds)
 
 
 @worker_shutdown.connect

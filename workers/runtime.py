@@ -16,11 +16,14 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+from redis.asyncio import Redis
+
 from app.background.runtime import JobRuntime
 from app.config import get_settings
 from app.db import create_engine
 from app.jobs import CeleryEnqueuer, celery_client
 from app.kit.eventlog import create_event_log
+from app.ops.workers import Heartbeat
 from app.providers.registry import Providers
 
 log = logging.getLogger(__name__)
@@ -48,10 +51,20 @@ class WorkerRuntime:
         self.jobs = JobRuntime(
             self.engine, self.providers, settings, self.log, requeue=self.enqueuer.enqueue
         )
+        self.heartbeat: Heartbeat | None = None
         self.call(self._start(), LIFECYCLE_TIMEOUT)
 
     async def _start(self) -> None:
         self.jobs.start()
+        settings = self.jobs.settings
+        if settings.redis_url:
+            # Alive, for /readyz and `tether status`: beats as often as leases are renewed.
+            redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+            every = settings.job_lease_seconds / 3
+            self.heartbeat = Heartbeat(
+                redis, settings.celery_queue, every, lambda: len(self.jobs.running)
+            )
+            self.heartbeat.start()
 
     def call(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -61,6 +74,8 @@ class WorkerRuntime:
         future = asyncio.run_coroutine_threadsafe(self.jobs.run(response_id), self.loop)
         try:
             future.result(self.time_limit + TIME_LIMIT_GRACE)
+        except concurrent.futures.CancelledError:
+            pass  # given back at shutdown (release_after): the task is done with it
         except concurrent.futures.TimeoutError:
             log.error(
                 "response %s: no end %.0fs past its time limit; leaving it to its lease",
@@ -68,6 +83,14 @@ class WorkerRuntime:
                 TIME_LIMIT_GRACE,
             )
             self.loop.call_soon_threadsafe(self.jobs.abandon, response_id)
+
+    def release(self) -> None:
+        """Give back every job still running (they end `queued`, for another worker); the
+        runtime itself keeps going until stop()."""
+        try:
+            self.call(self.jobs.stop(), LIFECYCLE_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            log.error("running jobs were not released within %.0fs", LIFECYCLE_TIMEOUT)
 
     def stop(self) -> None:
         try:
@@ -79,6 +102,9 @@ class WorkerRuntime:
         self.thread.join(timeout=10)
 
     async def _stop(self) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+            await self.heartbeat.redis.aclose()
         await self.jobs.stop()
         await self.log.close()
         await self.providers.close()
@@ -103,3 +129,16 @@ def stop_runtime() -> None:
         if _runtime is not None:
             _runtime.stop()
             _runtime = None
+
+
+def release_after(seconds: float) -> None:
+    """A worker told to stop: let its jobs run `seconds` more, then give back the rest."""
+
+    def release() -> None:
+        with _lock:
+            if _runtime is not None:
+                _runtime.release()
+
+    timer = threading.Timer(seconds, release)
+    timer.daemon = True
+    timer.start()

@@ -14,6 +14,7 @@ from app.background.repository import Claim
 from app.config import Settings
 from app.errors import APIError
 from app.kit.eventlog import JobEvents
+from app.ops.metrics import JOB_RETRIES
 from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
 from app.responses import turn
@@ -84,6 +85,7 @@ async def _run(
             log_.info(
                 "response %s: transient upstream failure (%s), retrying", job.id, failure.message
             )
+            JOB_RETRIES.inc()
             await asyncio.sleep(settings.job_retry_backoff * 2**retry)
     raise AssertionError("unreachable")
 

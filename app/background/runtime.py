@@ -2,7 +2,8 @@
 
 One supervisor loop serves every job in flight, so hundreds of jobs cost one query per tick, not
 one each: it asks which running jobs were cancelled (and stops their model calls), renews all
-leases in one UPDATE, and sweeps for jobs whose task or worker was lost (DESIGN §6.3).
+leases in one UPDATE, and sweeps for jobs whose task or worker was lost (DESIGN §6.3). It also
+starts the periodic retention purge (app/ops/retention.py).
 """
 
 import asyncio
@@ -18,6 +19,8 @@ from app.background import job
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.kit.eventlog import EventLog, JobEvents
+from app.ops import metrics
+from app.ops.retention import RetentionSchedule
 from app.providers.registry import Providers
 from app.responses.domain import FinalValues, ResponseStatus
 from app.responses.repository import ResponsesRepository
@@ -62,6 +65,7 @@ class JobRuntime:
         self.local: dict[str, asyncio.Task[None]] = {}  # embedded mode: started here
         self.capacity = asyncio.Semaphore(settings.worker_concurrency)
         self.supervisor: asyncio.Task[None] | None = None
+        self.retention = RetentionSchedule(engine, settings)
 
     def start(self) -> None:
         self.supervisor = asyncio.create_task(self._supervise(), name="tether-job-supervisor")
@@ -72,6 +76,7 @@ class JobRuntime:
             self.supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.supervisor
+        await self.retention.stop()
         tasks = [task for _, task in self.running.values()] + list(self.local.values())
         for task in tasks:
             task.cancel()
@@ -98,7 +103,9 @@ class JobRuntime:
                 log.info(
                     "response %s stopped: cancelled or no longer ours", claimed.id, extra=fields
                 )
+                metrics.observe_job("stopped", time.monotonic() - started)
                 return  # the database already says what happened; nothing to write
+            metrics.observe_job("released", time.monotonic() - started)
             await asyncio.shield(job.release(self.engine, claimed))  # shutting down
             log.info("response %s released to the queue (shutting down)", claimed.id, extra=fields)
             raise
@@ -107,12 +114,15 @@ class JobRuntime:
             # job's own finished status for a cancellation and interrupt the commit.
             self.running.pop(claimed.id, None)
             self.revoked.discard(claimed.id)
-        fields["duration_ms"] = round((time.monotonic() - started) * 1000)
+        seconds = time.monotonic() - started
+        fields["duration_ms"] = round(seconds * 1000)
         if await job.finish(self.engine, claimed, values):
             events.add(closing)
             _log_end(claimed.id, values, fields)
+            metrics.observe_job(values["status"], seconds)
         else:
             log.info("response %s was cancelled or re-run meanwhile; result dropped", claimed.id)
+            metrics.observe_job("dropped", seconds)
         await events.drain()
 
     def abandon(self, response_id: str) -> None:
@@ -152,6 +162,7 @@ class JobRuntime:
                 if now - last_sweep >= self.settings.job_sweep_interval:
                     await self._sweep()
                     last_sweep = now
+                self.retention.tick()  # a purge of its own, in the background
             except Exception:  # a database hiccup must not end supervision
                 log.exception("job supervisor pass failed")
             await asyncio.sleep(self.settings.job_cancel_poll)
@@ -181,6 +192,7 @@ class JobRuntime:
             failed = await responses.fail_expired(settings.job_max_attempts)
             lost = await JobsRepository(conn).requeue_lost(settings.job_requeue_after)
         await self.log.trim()
+        metrics.count_swept(rerun=len(again), failed=len(failed), requeued=len(lost))
         if again:
             log.warning("re-running %d responses whose worker was lost: %s", len(again), again)
         if failed:

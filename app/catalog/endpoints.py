@@ -1,10 +1,8 @@
-"""/v1/models: what the upstream serves (or the built-in echo model), and /healthz."""
+"""/v1/models: what the upstream serves (or the built-in echo model)."""
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import text
 from starlette.responses import Response
 
 from app.auth import get_caller
@@ -36,14 +34,3 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
         if model["id"] == model_id:
             return json_response(model)
     raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
-
-
-@router.get("/healthz", include_in_schema=False)
-async def healthz(request: Request) -> Response:
-    """200 when the database answers, 503 otherwise (load balancers and compose use it)."""
-    try:
-        async with asyncio.timeout(2), request.app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure to reach the database is "unhealthy"
-        return json_response({"status": "unavailable", "database": type(exc).__name__}, 503)
-    return json_response({"status": "ok"})

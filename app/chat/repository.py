@@ -2,7 +2,7 @@
 
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 
 from app.kit.driver import Db, dialect_name
 from app.kit.listing import PageQuery, metadata_matches, paged
@@ -64,3 +64,37 @@ class ChatCompletionsRepository:
             delete(completions).where(c.id == completion_id, c.project_id == project_id)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    # Retention and export (app/ops/): across projects, or for one whole project.
+
+    async def purge_older(self, cutoff: int, limit: int) -> int:
+        """Remove up to `limit` stored completions created before `cutoff`."""
+        c = completions.c
+        ids = select(c.id).where(c.created < cutoff).limit(limit)
+        result = await self.db.execute(delete(completions).where(c.id.in_(ids)))
+        return int(getattr(result, "rowcount", 0))
+
+    async def count_older(self, cutoff: int) -> int:
+        c = completions.c
+        found = await self.db.execute(select(func.count()).where(c.created < cutoff))
+        return int(found.scalar_one())
+
+    async def export_page(
+        self,
+        project_id: str,
+        after: str | None,
+        limit: int,
+        *,
+        since: int | None,
+        metadata: dict[str, str],
+    ) -> list[dict[str, Any]]:
+        """A project's stored completions in id order after `after`: a page of an export."""
+        c = completions.c
+        query = select(c.id, c.messages, c.request, c.completion).where(c.project_id == project_id)
+        if after is not None:
+            query = query.where(c.id > after)
+        if since is not None:
+            query = query.where(c.created >= since)
+        query = query.where(*metadata_matches(c.metadata, metadata, dialect_name(self.db)))
+        found = await self.db.execute(query.order_by(c.id).limit(limit))
+        return [dict(row) for row in found.mappings()]

@@ -43,6 +43,11 @@ class EventLog(Protocol):
 
     async def trim(self) -> None: ...
 
+    async def rewind(self, response_id: str, keep: int) -> None:
+        """Forget the events numbered `keep` and after: a job run again from the start
+        (`tether jobs requeue`) logs them anew."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -84,6 +89,19 @@ class RedisEventLog:
 
     async def trim(self) -> None:
         return None  # keys expire by themselves
+
+    async def rewind(self, response_id: str, keep: int) -> None:
+        # A stream refuses an id at or below its last one, even one deleted since: the kept
+        # entries are written again into a new stream.
+        key = _key(response_id)
+        kept: Any = await self.redis.xrange(key, "-", f"{keep}-0")  # seq keep-1 is `keep-0`
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            for entry_id, fields in kept:
+                pipe.xadd(key, fields, id=entry_id)
+            if kept:
+                pipe.expire(key, self.retention)
+            await pipe.execute()
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -162,6 +180,13 @@ class DbEventLog:
         async with self.engine.begin() as conn:
             await conn.execute(
                 delete(events_table).where(events_table.c.created_at < time.time() - self.retention)
+            )
+
+    async def rewind(self, response_id: str, keep: int) -> None:
+        t = events_table.c
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(events_table).where(t.response_id == response_id, t.sequence_number >= keep)
             )
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
 """x-request-id on every answer (errors included), as OpenAI sends it; the headers a handler
 or dependency left in `request.state.headers` (the rate-limit headers), which a handler
 returning its own Response could not carry otherwise; and one log line per request: its id,
-project, route, status and duration.
+project, route, status and duration, which is also what the request latency metric observes
+(app/ops/metrics.py: the route template, never the raw path).
 
 A plain ASGI middleware: BaseHTTPMiddleware would add a task and a copy per request.
 """
@@ -11,6 +12,8 @@ import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.ops.metrics import observe_request
 
 log = logging.getLogger("tether.request")
 
@@ -50,10 +53,10 @@ class RequestIdMiddleware:
 
 
 def _log_request(scope: Scope, request_id: str, status: int, seconds: float) -> None:
+    template = getattr(scope.get("route"), "path", None) or "unmatched"
+    observe_request(scope["method"], template, status, seconds)
     if not log.isEnabledFor(logging.INFO):
         return
-    route = scope.get("route")
-    template = getattr(route, "path", None) or "unmatched"
     state = scope.get("state", {})
     log.info(
         "%s %s %d",

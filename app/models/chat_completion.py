@@ -26,5 +26,6 @@ class ChatCompletionRow(Base):
     __table_args__ = (
         Index("ix_chat_completions_project_id_id", "project_id", "id"),
         Index("ix_chat_completions_project_id_model_id", "project_id", "model", "id"),
+        Index("ix_chat_completions_created", "created"),  # retention, by age
     )
     # The GIN index on metadata exists on PostgreSQL only; the migration creates it.

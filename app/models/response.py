@@ -76,6 +76,8 @@ class ResponseRow(Base):
         # Listing by model or status in creation (= id) order (GET /v1/responses).
         Index("ix_responses_project_id_model_id", "project_id", "model", "id"),
         Index("ix_responses_project_id_status_id", "project_id", "status", "id"),
+        # The retention purge, by age (app/ops/retention.py).
+        Index("ix_responses_created_at", "created_at"),
         # The sweeper's scans: only unfinished rows are in it, so it stays small.
         Index(
             "ix_responses_unfinished",

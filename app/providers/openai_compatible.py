@@ -6,6 +6,7 @@ One pooled session per process, created inside the running loop.
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ import aiohttp
 import orjson
 
 from app.config import Settings
+from app.ops.metrics import observe_upstream
 from app.providers.base import ChatDelta, ChatResult, UpstreamFailure
 
 
@@ -119,7 +121,24 @@ class OpenAICompatibleProvider:
 
     @asynccontextmanager
     async def _call(
-        self, method: str, path: str, body: bytes | None = None
+        self, method: str, path: str, body: bytes | None = None, model: str = "(models)"
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """_request, measured: its duration (a stream's until its last chunk was read) and
+        failures, by model (app/ops/metrics.py)."""
+        started = time.perf_counter()
+        failure: str | None = None
+        try:
+            async with self._request(method, path, body) as resp:
+                yield resp
+        except UpstreamFailure as exc:
+            failure = exc.kind
+            raise
+        finally:
+            observe_upstream(model, time.perf_counter() - started, failure)
+
+    @asynccontextmanager
+    async def _request(
+        self, method: str, path: str, body: bytes | None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """An upstream request whose status was checked; every failure as an UpstreamFailure."""
         try:
@@ -138,8 +157,10 @@ class OpenAICompatibleProvider:
                 "unreachable", f"Could not reach the model server: {exc.__class__.__name__}."
             ) from exc
 
-    async def _json(self, method: str, path: str, body: bytes | None = None) -> Any:
-        async with self._call(method, path, body) as resp:
+    async def _json(
+        self, method: str, path: str, body: bytes | None = None, model: str = "(models)"
+    ) -> Any:
+        async with self._call(method, path, body, model) as resp:
             raw = await resp.read()
         try:
             return orjson.loads(raw)
@@ -156,14 +177,17 @@ class OpenAICompatibleProvider:
             yield _delta(chunk)
 
     async def completion_raw(self, payload: dict[str, Any]) -> dict[str, Any]:
-        data = await self._json("POST", "/chat/completions", orjson.dumps(payload))
+        data = await self._json(
+            "POST", "/chat/completions", orjson.dumps(payload), str(payload.get("model"))
+        )
         if not isinstance(data, dict):
             raise UpstreamFailure("server", "The model server sent no completion object.")
         return data
 
     async def chunks_raw(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The upstream's SSE chunks, parsed, until [DONE]."""
-        async with self._call("POST", "/chat/completions", orjson.dumps(payload)) as resp:
+        body = orjson.dumps(payload)
+        async with self._call("POST", "/chat/completions", body, str(payload.get("model"))) as resp:
             async for line in resp.content:
                 if not line.startswith(b"data:"):
                     continue
@@ -173,7 +197,9 @@ class OpenAICompatibleProvider:
                 yield _chunk(data)
 
     async def complete(self, payload: dict[str, Any]) -> ChatResult:
-        data = await self._json("POST", "/chat/completions", orjson.dumps(payload))
+        data = await self._json(
+            "POST", "/chat/completions", orjson.dumps(payload), str(payload.get("model"))
+        )
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}

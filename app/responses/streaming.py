@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.eventlog import EventLog
+from app.ops.metrics import STREAM_FOLLOWERS
 from app.providers.base import ModelProvider, UpstreamFailure
 from app.responses import turn
 from app.responses.domain import IN_FLIGHT, ResponseRecord, ResponseStatus, StoredResponse
@@ -92,32 +93,36 @@ async def follow(
     holds after `after` (nothing, past its end), or, if its log is gone, with the events
     rebuilt from the stored response.
     """
-    last = after
-    block = 0.0
-    waited_for_end = False
-    while True:
-        batch = await events.read(response_id, last, block=block)
-        for event in batch:
-            yield event
-            last = event["sequence_number"]
-            if event["type"] in TERMINAL_EVENTS:
-                return
-        if batch:
-            continue
-        async with engine.connect() as conn:
-            row = await ResponsesRepository(conn).get(project_id, response_id)
-        if row is None:
-            return  # deleted meanwhile
-        block = FOLLOW_BLOCK
-        if row["status"] in IN_FLIGHT:
-            continue
-        ending = await _ending(events, row, last, waited_for_end)
-        if ending is None:
-            waited_for_end = True
-            continue
-        for event in ending:
-            yield event
-        return
+    STREAM_FOLLOWERS.inc()
+    try:
+        last = after
+        block = 0.0
+        waited_for_end = False
+        while True:
+            batch = await events.read(response_id, last, block=block)
+            for event in batch:
+                yield event
+                last = event["sequence_number"]
+                if event["type"] in TERMINAL_EVENTS:
+                    return
+            if batch:
+                continue
+            async with engine.connect() as conn:
+                row = await ResponsesRepository(conn).get(project_id, response_id)
+            if row is None:
+                return  # deleted meanwhile
+            block = FOLLOW_BLOCK
+            if row["status"] in IN_FLIGHT:
+                continue
+            ending = await _ending(events, row, last, waited_for_end)
+            if ending is None:
+                waited_for_end = True
+                continue
+            for event in ending:
+                yield event
+            return
+    finally:
+        STREAM_FOLLOWERS.dec()
 
 
 async def _ending(

@@ -1,6 +1,7 @@
 """background=true on real Celery workers: queued -> in_progress -> terminal, cancel, retries,
 idempotent creates, and nothing lost when a worker dies."""
 
+import signal
 from collections.abc import Callable
 
 import openai
@@ -246,6 +247,51 @@ class TestNothingLost:
             settings.database_url, "SELECT attempts FROM responses WHERE id = :i", i=created.id
         )
         assert attempts == [(2,)]
+
+    def test_a_worker_told_to_stop_gives_back_what_it_cannot_finish(
+        self, private_queue: Callable[[], Settings], fake_upstream: FakeUpstream, model: str
+    ) -> None:
+        """SIGTERM (docker stop): no more jobs taken; after WORKER_DRAIN_SECONDS a job still
+        running is queued again, its attempt not counted, and another worker completes it."""
+        settings = private_queue().model_copy(update={"worker_drain_seconds": 0.5})
+        fake_upstream.script(model, delay=4.0)
+        first = Worker(settings).start()
+        with running_server(settings) as srv, sdk(srv.url) as client:
+            created = client.responses.create(model=model, input="hand over", background=True)
+            poll_status(client, created.id, until=("in_progress",))
+            first.process.send_signal(signal.SIGTERM)
+            first.process.wait(timeout=10)  # well before the 4 s call could have finished
+            assert first.process.returncode == 0
+            assert "released to the queue" in first.output()
+            # Queued again: any worker's sweeper may send it out now (the suite's own may).
+            second = Worker(settings).start()
+            try:
+                done = poll_status(client, created.id, timeout=30)
+            finally:
+                second.stop()
+                first.stop()
+        assert done.status == "completed"
+        assert query(
+            settings.database_url, "SELECT attempts FROM responses WHERE id = :i", i=created.id
+        ) == [(1,)]
+        assert len(fake_upstream.requests(model)) == 2
+
+    def test_a_worker_told_to_stop_finishes_a_short_job_first(
+        self, private_queue: Callable[[], Settings], fake_upstream: FakeUpstream, model: str
+    ) -> None:
+        settings = private_queue().model_copy(update={"worker_drain_seconds": 10.0})
+        fake_upstream.script(model, delay=1.0)
+        worker = Worker(settings).start()
+        try:
+            with running_server(settings) as srv, sdk(srv.url) as client:
+                created = client.responses.create(model=model, input="finish", background=True)
+                poll_status(client, created.id, until=("in_progress",))
+                worker.process.send_signal(signal.SIGTERM)
+                worker.process.wait(timeout=10)
+                assert client.responses.retrieve(created.id).status == "completed"
+        finally:
+            worker.stop()
+        assert len(fake_upstream.requests(model)) == 1
 
 
 class TestStreaming:

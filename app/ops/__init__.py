@@ -1,0 +1,1 @@
+"""Running Tether in production: metrics, health, workers, retention and other operations."""
