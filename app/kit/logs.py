@@ -45,8 +45,16 @@ class Scrubber(logging.Filter):
         return True
 
 
+# uvicorn's own extra (its message again, with terminal colours).
+_NOT_FIELDS = {"color_message"}
+
+
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    return {
+        k: v
+        for k, v in vars(record).items()
+        if k not in _STANDARD and k not in _NOT_FIELDS and not k.startswith("_") and v is not None
+    }
 
 
 class TextFormatter(logging.Formatter):
@@ -99,3 +107,7 @@ def configure_logging(settings: Settings) -> None:
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # Our request line (app/kit/request_id.py) has what uvicorn's access line has, and more;
+    # alembic narrates every migration check (/readyz asks for the head).
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
