@@ -71,6 +71,14 @@ def is_loopback_name(host_header: str | None) -> bool:
         return False
 
 
+# A request a proxy passed on comes from wherever the proxy took it from, not from this machine.
+FORWARDING = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "via")
+
+
+def _forwarded(request: Request) -> bool:
+    return any(name in request.headers for name in FORWARDING)
+
+
 def _mask(key: str) -> str:
     return f"{key[:10]}{'*' * 8}{key[-4:]}" if len(key) > 16 else "*" * len(key)
 
@@ -109,6 +117,7 @@ class Authenticator:
             if self.mode == "none" or (
                 is_loopback_client(request.client.host if request.client else None)
                 and is_loopback_name(request.headers.get("host"))
+                and not _forwarded(request)
             ):
                 return self.default
             raise Unauthorized(

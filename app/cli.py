@@ -56,7 +56,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     workers = workers or settings.web_concurrency
     migrate.upgrade(settings.database_url)
     check_upstream(settings)
-    upstream = settings.upstream_base_url or "none: the built-in 'echo' model answers"
+    upstream = (
+        _safe_http(settings.upstream_base_url)
+        if settings.upstream_base_url
+        else "none: the built-in 'echo' model answers"
+    )
     print(
         f"Tether on http://{host}:{port}/v1  database: {safe_url(settings.database_url)}  "
         f"upstream: {upstream}" + (f"  processes: {workers}" if workers > 1 else ""),
@@ -70,6 +74,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         workers=workers,
         log_level=settings.log_level,
         access_log=False,
+        # Below compose's stop grace period: open streams must not keep the process from its
+        # shutdown, where embedded mode hands its running jobs back to the queue.
+        timeout_graceful_shutdown=25,
     )
 
 

@@ -91,10 +91,10 @@ async def _run(
 
 
 async def _next_seq(events: JobEvents, job: Claim) -> int:
-    """Where this attempt's events start. The create logged response.created and .queued (0
-    and 1); a re-run after a lost worker continues after whatever the lost attempt logged."""
-    if job.attempt == 1:
-        return 2
+    """Where this attempt's events start: after whatever is logged (the create's
+    response.created and .queued, 0 and 1, and anything an earlier attempt streamed). Read even
+    on a first attempt: a job released at shutdown is claimed again as attempt 1, and numbering
+    from 2 again would collide with what its first run logged."""
     try:
         last = await events.log.last(job.id)
     except Exception:

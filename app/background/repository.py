@@ -32,12 +32,17 @@ class JobsRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def cancelled_among(self, ids: list[str]) -> list[str]:
-        """Which of these running jobs are no longer ours to run (cancelled, or taken away)."""
-        if not ids:
+    async def cancelled_among(self, claims: list[Claim]) -> list[str]:
+        """Which of these running jobs are no longer ours to run: cancelled, finished, or
+        re-run by another worker after our lease was lost (another attempt owns it now)."""
+        if not claims:
             return []
+        ours = or_(*(and_(_r.id == c.id, _r.attempts == c.attempt) for c in claims))
         result = await self.conn.execute(
-            select(_r.id).where(_r.id.in_(ids), _r.status != ResponseStatus.IN_PROGRESS)
+            select(_r.id).where(
+                _r.id.in_([c.id for c in claims]),
+                ~and_(_r.status == ResponseStatus.IN_PROGRESS, ours),
+            )
         )
         return [row.id for row in result]
 

@@ -171,7 +171,8 @@ class JobRuntime:
         if not self.running:
             return
         async with self.engine.connect() as conn:
-            gone = await JobsRepository(conn).cancelled_among(list(self.running))
+            claims = [claim for claim, _ in self.running.values()]
+            gone = await JobsRepository(conn).cancelled_among(claims)
         for response_id in gone:
             entry = self.running.get(response_id)
             if entry is not None:

@@ -85,8 +85,10 @@ class ItemsRepository:
             .join(index, i.response_id == r.id)
             .where(i.project_id == project_id, i.item_id.in_(wanted), r.deleted_at.is_(None))
         )
-        for row in held:
-            for item in [*row.output, *row.input]:
+        rows = held.all()
+        # An item as its response produced it wins over a copy a later turn re-sent.
+        for items in [*(row.output for row in rows), *(row.input for row in rows)]:
+            for item in items:
                 if item.get("id") in wanted and item.get("type") != "item_reference":
                     found.setdefault(item["id"], item)
         missing = wanted - found.keys()

@@ -83,47 +83,44 @@ async def _answer(
     await response(scope, r, s)
 
 
-class _MaybeHugeInt(Exception):
-    """orjson gives an integer literal past 64 bits as a float: this float may have been one."""
-
-
 def _invalid(path: str, why: str) -> InvalidRequest:
     return InvalidRequest(
         f"Invalid '{path or 'body'}': {why}.", param=path or None, code="invalid_value"
     )
 
 
-def _check_scalar(value: Any, path: str, exact: bool) -> None:
+def _check_scalar(value: Any, path: str) -> bool:
+    """False if the value is an integral float past 64 bits: orjson reads an integer literal
+    that large as a float, so it may have been one."""
     if isinstance(value, str):
         if "\x00" in value:
             raise _invalid(path, "strings may not contain NUL characters")
     elif isinstance(value, float):
-        if not exact and abs(value) >= 2**63 and value.is_integer():
-            raise _MaybeHugeInt
+        return not (abs(value) >= 2**63 and value.is_integer())
     elif isinstance(value, int) and not isinstance(value, bool):
         if not INT64[0] <= value <= INT64[1]:
             raise _invalid(path, "integer out of the 64-bit range")
+    return True
 
 
-def check_json(value: Any, path: str = "", depth: int = 0, exact: bool = False) -> None:
+def check_json(value: Any, path: str = "", depth: int = 0) -> bool:
     """Walk a parsed body; a 400 naming the first field that cannot be stored or sent.
-
-    `exact`: the body was parsed by the standard library, whose integers are exact; orjson's
-    are not past 64 bits, so an integral float that large sends the body there (rare: real
-    bodies hardly have such floats) to tell an integer literal from a float one."""
+    Returns False if it saw a float that may have been an integer past 64 bits."""
     if depth > MAX_DEPTH:
         raise _invalid(path, f"JSON nested deeper than {MAX_DEPTH} levels")
+    exact = True
     if isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
             if "\x00" in key:
                 raise _invalid(path, "object keys may not contain NUL characters")
-            check_json(item, where, depth + 1, exact)
+            exact = check_json(item, where, depth + 1) and exact
     elif isinstance(value, list):
         for n, item in enumerate(value):
-            check_json(item, f"{path}[{n}]", depth + 1, exact)
+            exact = check_json(item, f"{path}[{n}]", depth + 1) and exact
     else:
-        _check_scalar(value, path, exact)
+        exact = _check_scalar(value, path)
+    return exact
 
 
 def parse_json(body: bytes) -> Any:
@@ -132,8 +129,9 @@ def parse_json(body: bytes) -> Any:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:  # lone surrogates included
         raise InvalidRequest(NOT_JSON) from exc
-    try:
-        check_json(parsed)
-    except _MaybeHugeInt:
-        check_json(json.loads(body), exact=True)
+    if not check_json(parsed):
+        # Rare (real bodies hardly hold such floats): the standard library's integers are
+        # exact, so its reading tells an integer literal from a float one. The walk above
+        # already bounded the depth, so this parse cannot recurse too deep.
+        check_json(json.loads(body))
     return parsed

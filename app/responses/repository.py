@@ -550,8 +550,10 @@ class ResponsesRepository:
         ]
 
     async def requeue(self, response_id: str) -> bool:
-        """failed, or in_progress with its lease run out -> queued, as new: attempts reset,
-        the last attempt's ending cleared. Background responses only. `enqueued_at` is now: the
+        """failed, or in_progress with its lease run out -> queued, the last attempt's ending
+        cleared. `attempts` keeps counting: it is also the token every write of a running job
+        is matched on, and a worker still holding an old attempt must find its writes refused.
+        Background responses only. `enqueued_at` is now: the
         caller hands it to the queue (or the embedded sweeper does, JOB_REQUEUE_AFTER later).
         False if it is not such a response (any more)."""
         stuck = and_(_r.status == ResponseStatus.IN_PROGRESS, _r.lease_expires_at < time.time())
@@ -565,7 +567,6 @@ class ResponsesRepository:
             )
             .values(
                 status=ResponseStatus.QUEUED,
-                attempts=0,
                 lease_expires_at=None,
                 enqueued_at=time.time(),
                 output=[],

@@ -243,7 +243,8 @@ async def create_stream(
     if prepared.background:
         started = await _start_background(deps, prepared, caller.max_background)
         return streaming.follow(engine, events, project_id, (started or row)["id"], -1)
-    if prepared.store and (earlier := await _store(deps, row, ended=False)):
+    # A retry that lost the race follows the first create's stream rather than wait for it.
+    if prepared.store and (earlier := await _store(deps, row, ended=False, wait=False)):
         return streaming.follow(engine, events, project_id, earlier["id"], -1)
     return streaming.synchronous(engine, prepared.provider, prepared.payload, row)
 
@@ -280,7 +281,9 @@ async def _start_background(
     return None
 
 
-async def _store(deps: Deps, row: ResponseRecord, *, ended: bool) -> StoredResponse | None:
+async def _store(
+    deps: Deps, row: ResponseRecord, *, ended: bool, wait: bool = True
+) -> StoredResponse | None:
     """Insert the row (`ended`: a finished synchronous turn, with its conversation append).
     Returns the earlier response instead if a concurrent create with the same
     Idempotency-Key stored its row first."""
@@ -297,7 +300,7 @@ async def _store(deps: Deps, row: ResponseRecord, *, ended: bool) -> StoredRespo
         assert row["idempotency_key"] is not None
         assert row["request_hash"] is not None
         key = Key(row["idempotency_key"], row["request_hash"])
-        return await _earlier(deps, row["project_id"], key, wait=not row["background"])
+        return await _earlier(deps, row["project_id"], key, wait=wait and not row["background"])
     return None
 
 

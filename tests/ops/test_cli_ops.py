@@ -112,8 +112,10 @@ class TestJobs:
             assert done.status == "completed"
             assert done.output_text == "Second time lucky."
             assert done.error is None
+            # Attempts keep counting across a requeue: they are the token a worker still holding
+            # the failed attempt would write with, and must be refused.
             attempts = query(own_settings.database_url, "SELECT attempts FROM responses")
-            assert attempts == [(1,)]
+            assert attempts == [(2,)]
             # Its stream is the new run's, from the start, with no trace of the failure.
             with client.responses.retrieve(job.id, stream=True) as stream:
                 kinds = [event.type for event in stream]

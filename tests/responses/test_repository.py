@@ -112,7 +112,7 @@ def test_a_cancelled_response_never_turns_completed(database_url: str) -> None:
         await ResponsesRepository(conn).cancel("p", rid)
         assert await finish(conn, job, DONE) is False  # the worker's late result
         assert await status(conn, rid) == "cancelled"
-        assert await JobsRepository(conn).cancelled_among([rid]) == [rid]
+        assert await JobsRepository(conn).cancelled_among([job]) == [rid]
 
     run(database_url, work)
 
@@ -126,6 +126,10 @@ def test_a_worker_presumed_dead_cannot_overwrite_the_rerun(database_url: str) ->
         rerun = await claim(conn, rid, lease_seconds=30)
         assert rerun is not None
         assert rerun.attempt == 2
+        # The presumed-dead worker's supervisor learns the job is no longer its own.
+        jobs = JobsRepository(conn)
+        assert await jobs.cancelled_among([stale]) == [rid]
+        assert await jobs.cancelled_among([rerun]) == []
         assert await finish(conn, stale, DONE) is False
         assert await finish(conn, rerun, DONE) is True
         assert await status(conn, rid) == "completed"
