@@ -49,3 +49,34 @@ def test_a_job_accepted_before_a_restart_finishes_after_it(
         with running_server(own) as second, sdk(second.url) as client:
             done = poll_status(client, created.id, timeout=30)
     assert (done.status, done.output_text) == ("completed", "reply to: survive")
+
+
+def test_a_job_released_mid_stream_streams_its_rerun_whole(
+    settings: Settings,
+    fake_upstream: FakeUpstream,
+    model: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Shutdown gives a running job back (its attempt not counted), so its re-run is attempt 1
+    again: its events must number on after what the first run logged, not collide with it."""
+    fake_upstream.script(model, reply="one two three four five six", chunks=6, chunk_delay=0.15)
+    with migrated_database("sqlite", str(tmp_path_factory.mktemp("release"))) as url:
+        own = settings.model_copy(update={"database_url": url, **JOB_SETTINGS})
+        with running_server(own) as first, sdk(first.url) as client:
+            created = client.responses.create(model=model, input="go", background=True)
+            with client.responses.retrieve(created.id, stream=True) as stream:
+                for event in stream:
+                    if event.type == "response.output_text.delta":
+                        break  # the first run has logged some of its answer: now stop it
+        with running_server(own) as second, sdk(second.url) as client:
+            done = poll_status(client, created.id, timeout=30)
+            assert done.status == "completed"
+            with client.responses.retrieve(created.id, stream=True) as stream:
+                events = list(stream)
+    numbers = [event.sequence_number for event in events]
+    assert numbers == list(range(len(events)))
+    assert events[-1].type == "response.completed"
+    # The re-run streamed its whole answer after whatever the first run had logged.
+    rerun = events[[e.type for e in events].index("response.in_progress", 3) :]
+    text = "".join(e.delta for e in rerun if e.type == "response.output_text.delta")
+    assert text == "one two three four five six"
