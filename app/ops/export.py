@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.chat.repository import ChatCompletionsRepository
 from app.keys.repository import KeysRepository
+from app.responses.housekeeping import HousekeepingRepository
 from app.responses.repository import ResponsesRepository
 
 PAGE = 200
@@ -58,15 +59,18 @@ async def export(
                     project, after, PAGE, since=since, metadata=metadata or {}
                 )
                 lines = [chat_line(row) for row in rows]
+                for line in lines:
+                    write(orjson.dumps(line) + b"\n")
             else:
-                repo = ResponsesRepository(conn)
-                rows = await repo.export_page(
+                rows = await HousekeepingRepository(conn).export_page(
                     project, after, PAGE, since=since, metadata=metadata or {}
                 )
-                lines = [await _response_line(repo, project, row) for row in rows]
-        for line in lines:
-            write(orjson.dumps(line) + b"\n")
-        written += len(lines)
+                # A line carries its whole thread: each is written as soon as it is built, so
+                # memory holds one thread, not a page of them.
+                repo = ResponsesRepository(conn)
+                for row in rows:
+                    write(orjson.dumps(await _response_line(repo, project, row)) + b"\n")
+        written += len(rows)
         progress(written)
         if len(rows) < PAGE:
             return written

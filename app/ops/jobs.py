@@ -11,7 +11,8 @@ from app.config import Settings
 from app.jobs import RUN_RESPONSE_TASK, celery_client
 from app.kit.eventlog import create_event_log
 from app.responses.domain import ResponseStatus
-from app.responses.repository import JobRow, ResponsesRepository
+from app.responses.housekeeping import HousekeepingRepository, JobRow
+from app.responses.repository import ResponsesRepository
 
 # The statuses `tether status` counts and `tether jobs list` lists.
 WATCHED = [ResponseStatus.QUEUED, ResponseStatus.IN_PROGRESS, ResponseStatus.FAILED]
@@ -29,7 +30,7 @@ class Status:
 
 async def status(engine: AsyncEngine, settings: Settings) -> Status:
     async with engine.connect() as conn:
-        repo = ResponsesRepository(conn)
+        repo = HousekeepingRepository(conn)
         counts = await repo.count_by_status(WATCHED)
         oldest = await repo.oldest_queued()
     waiting = (oldest[0], max(0.0, time.time() - oldest[1])) if oldest else None
@@ -55,7 +56,7 @@ async def _live_workers(settings: Settings) -> int | None:
 
 async def list_jobs(engine: AsyncEngine, state: ResponseStatus, limit: int) -> list[JobRow]:
     async with engine.connect() as conn:
-        return await ResponsesRepository(conn).jobs(state, limit)
+        return await HousekeepingRepository(conn).jobs(state, limit)
 
 
 async def requeue(engine: AsyncEngine, settings: Settings, response_id: str) -> bool:

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.chat.repository import ChatCompletionsRepository
 from app.config import Settings
-from app.responses.repository import ResponsesRepository
+from app.responses.housekeeping import HousekeepingRepository
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,14 @@ async def purge(engine: AsyncEngine, days: float, batch: int = BATCH) -> Purged:
     done = Purged()
     while True:
         async with engine.begin() as conn:
-            parents = await ResponsesRepository(conn).purge_expired_leaves(before, batch)
+            parents = await HousekeepingRepository(conn).purge_expired_leaves(before, batch)
         if not parents:
             break
         done.responses += len(parents)
         done.responses += await _purge_tombstones_above(engine, parents)
     while True:
         async with engine.begin() as conn:
-            tombstoned = await ResponsesRepository(conn).tombstone_expired(before, batch)
+            tombstoned = await HousekeepingRepository(conn).tombstone_expired(before, batch)
         done.tombstoned += tombstoned
         if tombstoned < batch:
             break
@@ -103,7 +103,7 @@ async def _purge_tombstones_above(engine: AsyncEngine, parents: list[str | None]
     pending = sorted({p for p in parents if p is not None})
     while pending:
         async with engine.begin() as conn:
-            above = await ResponsesRepository(conn).purge_childless_tombstones(pending)
+            above = await HousekeepingRepository(conn).purge_childless_tombstones(pending)
         removed += len(above)
         pending = sorted({p for p in above if p is not None})
     return removed
@@ -113,7 +113,7 @@ async def preview(engine: AsyncEngine, days: float) -> Purged:
     """What `purge` would do now (`tether purge --dry-run`), read only."""
     before = cutoff(days)
     async with engine.connect() as conn:
-        expired = await ResponsesRepository(conn).count_expired(before)
+        expired = await HousekeepingRepository(conn).count_expired(before)
         chat = await ChatCompletionsRepository(conn).count_older(before)
     return Purged(expired.remove, expired.tombstone, chat)
 

@@ -11,7 +11,6 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
-    ColumnElement,
     Select,
     Table,
     Text,
@@ -155,37 +154,6 @@ def _chain_query() -> Select[Any]:
 
 
 CHAIN = DriverStatement(_chain_query())  # messages arrive as JSON text on every dialect
-
-
-def _expired(table: Any, cutoff: int) -> ColumnElement[bool]:
-    """Past retention: created before `cutoff`, and over (a job still running is kept)."""
-    return and_(table.c.created_at < cutoff, table.c.status.not_in(sorted(IN_FLIGHT)))
-
-
-def _has_children(table: Any) -> ColumnElement[bool]:
-    child = responses.alias("child")
-    return exists().where(child.c.previous_response_id == table.c.id)
-
-
-@dataclass(slots=True)
-class Expired:
-    """What retention would do with the responses created before a cutoff."""
-
-    remove: int
-    tombstone: int  # later, kept turns still chain through these
-
-
-@dataclass(slots=True)
-class JobRow:
-    """A background response as `tether jobs list` shows it."""
-
-    id: str
-    project_id: str
-    model: str
-    status: str
-    created_at: int
-    attempts: int
-    error_code: str | None
 
 
 class PreviousResponseGone(Exception):
@@ -417,138 +385,6 @@ class ResponsesRepository:
 
     # Operators' tools and retention (app/ops/): across every project.
 
-    async def purge_expired_leaves(self, cutoff: int, limit: int) -> list[str | None]:
-        """Remove up to `limit` responses past retention that nothing chains from (their events
-        and item index go with them: ON DELETE CASCADE). Returns the removed rows' parents.
-
-        A turn committed meanwhile on one of them (the FK says RESTRICT) fails the batch; then
-        they are removed one by one, and the one that gained a child stays.
-        """
-        cand = responses.alias("cand")
-        ids = (
-            select(cand.c.id)
-            .where(_expired(cand, cutoff), ~_has_children(cand))
-            .order_by(cand.c.created_at)
-            .limit(limit)
-        )
-        try:
-            async with self.db.begin_nested():
-                result = await self.db.execute(
-                    delete(responses).where(_r.id.in_(ids)).returning(_r.previous_response_id)
-                )
-                return [row.previous_response_id for row in result]
-        except IntegrityError:
-            pass
-        parents: list[str | None] = []
-        for (response_id,) in (await self.db.execute(ids)).all():
-            parents += await self._remove_childless(_r.id == response_id)
-        return parents
-
-    async def purge_childless_tombstones(self, ids: list[str]) -> list[str | None]:
-        """Remove those of these responses that are tombstones with nothing hanging from them
-        any more (their last child was just removed). Returns the removed rows' parents."""
-        parents: list[str | None] = []
-        for response_id in ids:
-            parents += await self._remove_childless(
-                _r.id == response_id, _r.deleted_at.is_not(None)
-            )
-        return parents
-
-    async def _remove_childless(self, *where: ColumnElement[bool]) -> list[str | None]:
-        stmt = (
-            delete(responses)
-            .where(*where, ~_has_children(responses))
-            .returning(_r.previous_response_id)
-        )
-        try:
-            async with self.db.begin_nested():
-                return [row.previous_response_id for row in await self.db.execute(stmt)]
-        except IntegrityError:  # a child committed in between: it stays
-            return []
-
-    async def tombstone_expired(self, cutoff: int, limit: int) -> int:
-        """Up to `limit` responses past retention that later turns still chain through become
-        tombstones, exactly as a delete makes them: gone for the API, context for the rest."""
-        cand = responses.alias("cand")
-        ids = (
-            select(cand.c.id)
-            .where(_expired(cand, cutoff), cand.c.deleted_at.is_(None), _has_children(cand))
-            .limit(limit)
-        )
-        result = await self.db.execute(
-            update(responses).where(_r.id.in_(ids)).values(deleted_at=now_seconds())
-        )
-        return int(getattr(result, "rowcount", 0))
-
-    async def count_expired(self, cutoff: int) -> Expired:
-        """What purging at `cutoff` would do, without doing it: every response past retention
-        is removed, except the ancestors of a kept turn, which become (or stay) tombstones."""
-        p, c, up = responses.alias("p"), responses.alias("c"), responses.alias("up")
-        kept_child = exists().where(c.c.previous_response_id == p.c.id, ~_expired(c, cutoff))
-        ancestors = (
-            select(p.c.id, p.c.previous_response_id, p.c.deleted_at)
-            .where(_expired(p, cutoff), kept_child)
-            .cte("ancestors", recursive=True)
-        )
-        ancestors = ancestors.union(
-            select(up.c.id, up.c.previous_response_id, up.c.deleted_at).where(
-                up.c.id == ancestors.c.previous_response_id, _expired(up, cutoff)
-            )
-        )
-        found = await self.db.execute(
-            select(
-                func.count(),
-                func.count().filter(ancestors.c.deleted_at.is_(None)),
-            ).select_from(ancestors)
-        )
-        kept, tombstone = found.one()
-        expired = await self.db.execute(
-            select(func.count()).select_from(responses).where(_expired(responses, cutoff))
-        )
-        return Expired(remove=int(expired.scalar_one()) - int(kept), tombstone=int(tombstone))
-
-    async def count_by_status(self, statuses: list[ResponseStatus]) -> dict[str, int]:
-        found = await self.db.execute(
-            select(_r.status, func.count())
-            .where(_r.status.in_([str(s) for s in statuses]), _r.deleted_at.is_(None))
-            .group_by(_r.status)
-        )
-        counts = {str(s): 0 for s in statuses}
-        counts.update({str(status): int(n) for status, n in found.tuples()})
-        return counts
-
-    async def oldest_queued(self) -> tuple[str, int] | None:
-        """The queued response waiting longest: its id and created_at."""
-        found = await self.db.execute(
-            select(_r.id, _r.created_at)
-            .where(_r.status == ResponseStatus.QUEUED)
-            .order_by(_r.created_at, _r.id)
-            .limit(1)
-        )
-        row = found.one_or_none()
-        return (row.id, int(row.created_at)) if row else None
-
-    async def jobs(self, status: ResponseStatus, limit: int) -> list[JobRow]:
-        """Background responses in `status`, newest first."""
-        found = await self.db.execute(
-            select(_r.id, _r.project_id, _r.model, _r.status, _r.created_at, _r.attempts, _r.error)
-            .where(_r.status == status, _r.background == true(), _r.deleted_at.is_(None))
-            .order_by(_r.id.desc())
-            .limit(limit)
-        )
-        return [
-            JobRow(
-                row.id,
-                row.project_id,
-                row.model,
-                row.status,
-                int(row.created_at),
-                int(row.attempts),
-                (row.error or {}).get("code"),
-            )
-            for row in found
-        ]
-
     async def requeue(self, response_id: str) -> bool:
         """failed, or in_progress with its lease run out -> queued, the last attempt's ending
         cleared. `attempts` keeps counting: it is also the token every write of a running job
@@ -578,34 +414,3 @@ class ResponsesRepository:
             .returning(_r.id)
         )
         return found.first() is not None
-
-    async def export_page(
-        self,
-        project_id: str,
-        after: str | None,
-        limit: int,
-        *,
-        since: int | None,
-        metadata: dict[str, str],
-    ) -> list[dict[str, Any]]:
-        """Completed responses of a project in id order after `after`: a page of an export."""
-        query = select(
-            _r.id,
-            _r.model,
-            _r.created_at,
-            _r.metadata,
-            _r.instructions,
-            _r.previous_response_id,
-            _r.messages,
-        ).where(
-            _r.project_id == project_id,
-            _r.deleted_at.is_(None),
-            _r.status == ResponseStatus.COMPLETED,
-        )
-        if after is not None:
-            query = query.where(_r.id > after)
-        if since is not None:
-            query = query.where(_r.created_at >= since)
-        query = query.where(*metadata_matches(_r.metadata, metadata, dialect_name(self.db)))
-        found = await self.db.execute(query.order_by(_r.id).limit(limit))
-        return [dict(row) for row in found.mappings()]
