@@ -33,9 +33,43 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_response_items_response_id", "response_items", ["response_id"])
+    _index_existing_items()
     op.create_index("ix_conversation_items_item_id", "conversation_items", ["item_id"])
     with op.batch_alter_table("responses") as batch:
         batch.add_column(sa.Column("service_tier", sa.String(16), nullable=True))
+
+
+# Responses stored before this revision: their items indexed too, so that an item_reference
+# to one of them (the AI SDK's next turn after an upgrade) is found.
+BACKFILL = {
+    "postgresql": """
+        INSERT INTO response_items (project_id, item_id, response_id)
+        SELECT DISTINCT project_id, item_id, response_id FROM (
+            SELECT r.project_id, e ->> 'id' AS item_id, r.id AS response_id
+            FROM responses r, json_array_elements(r.input::json) e
+            UNION
+            SELECT r.project_id, e ->> 'id', r.id
+            FROM responses r, json_array_elements(r.output::json) e
+        ) found
+        WHERE item_id IS NOT NULL AND length(item_id) <= 64
+        ON CONFLICT DO NOTHING
+    """,
+    "sqlite": """
+        INSERT OR IGNORE INTO response_items (project_id, item_id, response_id)
+        SELECT project_id, item_id, response_id FROM (
+            SELECT r.project_id, json_extract(e.value, '$.id') AS item_id, r.id AS response_id
+            FROM responses r, json_each(r.input) e
+            UNION
+            SELECT r.project_id, json_extract(e.value, '$.id'), r.id
+            FROM responses r, json_each(r.output) e
+        )
+        WHERE item_id IS NOT NULL AND length(item_id) <= 64
+    """,
+}
+
+
+def _index_existing_items() -> None:
+    op.execute(BACKFILL[op.get_bind().dialect.name])
 
 
 def downgrade() -> None:
