@@ -17,14 +17,12 @@ work (an invalid setting, a database that cannot be used) is one line on stderr 
 """
 
 import argparse
-import asyncio
 import importlib.metadata
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import uvicorn
@@ -33,7 +31,6 @@ from sqlalchemy.exc import DBAPIError
 
 from app import migrate
 from app.config import Settings, get_settings, settings_or_exit
-from app.db import create_engine
 from app.errors import APIError
 from app.keys import service as keys
 from app.ops import cli as ops
@@ -139,23 +136,8 @@ def _database_error(exc: BaseException) -> str:
 
 def _run(work: Callable[[Any, Settings], Awaitable[T]]) -> T:
     """`work` on the database, migrated first (a first `keys create` may precede any serve)."""
-    settings = get_settings()
-    migrate.upgrade(settings.database_url)
-
-    async def go() -> T:
-        engine = create_engine(settings)
-        try:
-            return await work(engine, settings)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
-def _when(seconds: int | None) -> str:
-    if seconds is None:
-        return "never"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    migrate.upgrade(get_settings().database_url)
+    return ops.on_database(work)
 
 
 def keys_create(project: str, label: str | None) -> None:
@@ -181,9 +163,9 @@ def keys_list() -> None:
             row["project"],
             row["name"] or "-",
             row["prefix"] + "…",
-            _when(row["created_at"]),
-            _when(row["last_used_at"]),
-            _when(row["revoked_at"]) if row["revoked_at"] else "-",
+            ops.when(row["created_at"]),
+            ops.when(row["last_used_at"]),
+            ops.when(row["revoked_at"]) if row["revoked_at"] else "-",
         ]
         print("\t".join(fields))
 

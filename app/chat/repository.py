@@ -5,7 +5,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, insert, select, update
 
 from app.kit.driver import Db, dialect_name
-from app.kit.listing import PageQuery, metadata_matches, paged
+from app.kit.listing import PageQuery, export_page_query, metadata_matches, paged
 from app.models import ChatCompletionRow
 
 completions = cast(Table, ChatCompletionRow.__table__)
@@ -91,10 +91,14 @@ class ChatCompletionsRepository:
         """A project's stored completions in id order after `after`: a page of an export."""
         c = completions.c
         query = select(c.id, c.messages, c.request, c.completion).where(c.project_id == project_id)
-        if after is not None:
-            query = query.where(c.id > after)
-        if since is not None:
-            query = query.where(c.created >= since)
-        query = query.where(*metadata_matches(c.metadata, metadata, dialect_name(self.db)))
-        found = await self.db.execute(query.order_by(c.id).limit(limit))
+        page = export_page_query(
+            query,
+            (c.id, c.created, c.metadata),
+            dialect_name(self.db),
+            after=after,
+            since=since,
+            metadata=metadata,
+            limit=limit,
+        )
+        found = await self.db.execute(page)
         return [dict(row) for row in found.mappings()]

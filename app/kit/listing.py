@@ -78,3 +78,24 @@ def paged(query: Select[Any], id_column: Any, page: PageQuery) -> Select[Any]:
         )
     order = id_column.desc() if page.order == "desc" else id_column.asc()
     return query.order_by(order).limit(page.limit + 1)
+
+
+def export_page_query(
+    query: Select[Any],
+    columns: tuple[Any, Any, Any],
+    dialect: str,
+    *,
+    after: str | None,
+    since: int | None,
+    metadata: dict[str, str],
+    limit: int,
+) -> Select[Any]:
+    """One page of an export: (id, created, metadata) `columns` filtered by creation time and
+    metadata, in id order after the `after` cursor (keyset: constant cost at any depth)."""
+    id_column, created, metadata_column = columns
+    if after is not None:
+        query = query.where(id_column > after)
+    if since is not None:
+        query = query.where(created >= since)
+    query = query.where(*metadata_matches(metadata_column, metadata, dialect))
+    return query.order_by(id_column).limit(limit)

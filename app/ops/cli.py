@@ -77,7 +77,7 @@ def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-def _on_database(work: Callable[[AsyncEngine, Settings], Awaitable[T]]) -> T:
+def on_database(work: Callable[[AsyncEngine, Settings], Awaitable[T]]) -> T:
     """`work` on DATABASE_URL as it is (not migrated: these commands only look, or purge)."""
     settings = get_settings()
 
@@ -91,7 +91,9 @@ def _on_database(work: Callable[[AsyncEngine, Settings], Awaitable[T]]) -> T:
     return asyncio.run(go())
 
 
-def _when(seconds: int) -> str:
+def when(seconds: int | None) -> str:
+    if seconds is None:
+        return "never"
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
@@ -111,7 +113,7 @@ def status() -> None:
             return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return await jobs.status(engine, s)
 
-    found = _on_database(look)
+    found = on_database(look)
     if isinstance(found, str):
         _say(f"database: unreachable ({url}): {found}")
         raise SystemExit(1)
@@ -130,7 +132,7 @@ def status() -> None:
 
 
 def list_jobs(state: ResponseStatus, limit: int) -> None:
-    rows = _on_database(lambda engine, _: jobs.list_jobs(engine, state, limit))
+    rows = on_database(lambda engine, _: jobs.list_jobs(engine, state, limit))
     _say("ID\tPROJECT\tMODEL\tSTATUS\tCREATED\tATTEMPTS\tERROR")
     for row in rows:
         fields = [
@@ -138,7 +140,7 @@ def list_jobs(state: ResponseStatus, limit: int) -> None:
             row.project_id,
             row.model,
             row.status,
-            _when(row.created_at),
+            when(row.created_at),
             str(row.attempts),
             row.error_code or "-",
         ]
@@ -146,7 +148,7 @@ def list_jobs(state: ResponseStatus, limit: int) -> None:
 
 
 def requeue(response_id: str) -> None:
-    if not _on_database(lambda engine, s: jobs.requeue(engine, s, response_id)):
+    if not on_database(lambda engine, s: jobs.requeue(engine, s, response_id)):
         raise NotFound(
             f"No background response '{response_id}' that is failed, or in_progress with its "
             "lease run out."
@@ -169,10 +171,10 @@ def purge(older_than: float | None, dry_run: bool) -> None:
         _say("retention is off (RETENTION_DAYS=0): nothing purged")
         return
     if dry_run:
-        found = _on_database(lambda engine, _: retention.preview(engine, days))
+        found = on_database(lambda engine, _: retention.preview(engine, days))
         verb = "would remove"
     else:
-        found = _on_database(lambda engine, _: retention.purge(engine, days))
+        found = on_database(lambda engine, _: retention.purge(engine, days))
         verb = "removed"
     _say(f"responses {verb}: {found.responses}")
     _say(f"responses {'would become' if dry_run else 'made'} tombstones: {found.tombstoned}")
@@ -205,7 +207,7 @@ def export(
     project: str, kind: exporting.Kind, since: str | None, pairs: list[str], output: str | None
 ) -> None:
     since_ts, metadata = _since(since), _metadata(pairs)
-    project_id = _on_database(
+    project_id = on_database(
         lambda engine, s: exporting.project_id(engine, project, s.default_project_id)
     )
     if project_id is None:
@@ -224,7 +226,7 @@ def export(
         )
 
     try:
-        written = _on_database(work)
+        written = on_database(work)
     finally:
         stream.flush()
         if output:

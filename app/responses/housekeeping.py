@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.kit.driver import Db, dialect_name
 from app.kit.ids import now_seconds
-from app.kit.listing import metadata_matches
+from app.kit.listing import export_page_query
 from app.responses.domain import IN_FLIGHT, ResponseStatus
 from app.responses.repository import responses
 
@@ -209,10 +209,14 @@ class HousekeepingRepository:
             _r.deleted_at.is_(None),
             _r.status == ResponseStatus.COMPLETED,
         )
-        if after is not None:
-            query = query.where(_r.id > after)
-        if since is not None:
-            query = query.where(_r.created_at >= since)
-        query = query.where(*metadata_matches(_r.metadata, metadata, dialect_name(self.db)))
-        found = await self.db.execute(query.order_by(_r.id).limit(limit))
+        page = export_page_query(
+            query,
+            (_r.id, _r.created_at, _r.metadata),
+            dialect_name(self.db),
+            after=after,
+            since=since,
+            metadata=metadata,
+            limit=limit,
+        )
+        found = await self.db.execute(page)
         return [dict(row) for row in found.mappings()]
