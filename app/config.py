@@ -95,6 +95,18 @@ class Settings(BaseSettings):
     default_project_rpm: int = Field(default=0, ge=0)
     default_project_max_background: int = Field(default=0, ge=0)
 
+    # Webhooks (app/webhooks/). Deliveries go only to public https addresses unless these
+    # open them up (for development and tests): every resolved address is checked when the
+    # connection is made, so a name that resolves to a private one is refused too.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    # One delivery attempt, answer included: short, so a slow receiver holds up nothing.
+    webhook_timeout: float = Field(default=5.0, gt=0)
+    # The first retry after this many seconds, doubling (with jitter) up to an hour apart,
+    # for webhook_retry_hours after the event (OpenAI: 72 hours); then the delivery fails.
+    webhook_retry_base: float = Field(default=5.0, gt=0)
+    webhook_retry_hours: float = Field(default=72.0, gt=0)
+
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # `text` (readable, the default) or `json` (one object a line, for log shippers).
     log_format: Literal["text", "json"] = "text"

@@ -31,6 +31,9 @@ from app.ops.health import announce_mode
 from app.providers.registry import Providers
 from app.responses.endpoints import router as responses_router
 from app.responses.service import Deps
+from app.webhooks.endpoints import admin_router as webhooks_admin_router
+from app.webhooks.endpoints import router as webhooks_router
+from app.webhooks.transport import Sender
 
 log = logging.getLogger("tether")
 
@@ -90,6 +93,10 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
         app.state.auth = Authenticator(app.state.engine, settings)
         await announce_auth(app.state.auth)
         app.state.rate_limiter = create_rate_limiter(settings.redis_url)
+        # The endpoints' `test` sends from here; deliveries go from the job runtimes.
+        app.state.webhook_sender = Sender(
+            timeout=settings.webhook_timeout, allow_private=settings.webhook_allow_private
+        )
         # For /readyz and the startup look for workers; not for the hot paths.
         app.state.redis = (
             Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
@@ -126,6 +133,7 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
                 await asyncio.to_thread(app.state.enqueuer.close)
             await app.state.event_log.close()
             await app.state.rate_limiter.close()
+            await app.state.webhook_sender.close()
             if app.state.redis is not None:
                 await app.state.redis.aclose()
             await app.state.providers.close()
@@ -140,6 +148,8 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
     app.include_router(chat_router)
     app.include_router(conversations_router)
     app.include_router(catalog_router)
+    app.include_router(webhooks_router)
+    app.include_router(webhooks_admin_router)
     app.include_router(ops_router)
     install_openapi(app)
     return app

@@ -50,6 +50,16 @@ NUMBER = {"type": "number"}
 OBJECT = {"type": "object", "additionalProperties": True}
 NULLABLE_STRING = {"type": ["string", "null"]}
 NULLABLE_INTEGER = {"type": ["integer", "null"]}
+_WEBHOOK_ENDPOINT = {
+    "id": STRING,
+    "object": {"const": "webhook_endpoint"},
+    "created_at": INTEGER,
+    "updated_at": INTEGER,
+    "name": STRING,
+    "url": STRING,
+    "event_types": {"type": "array", "items": STRING},
+    "signing_secret_hint": STRING,
+}
 
 
 def _object(
@@ -233,6 +243,29 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}},
         description="The models the upstream serves, or the built-in `echo`.",
     ),
+    "WebhookEndpoint": _object(
+        _WEBHOOK_ENDPOINT, description="A webhook endpoint (its secret is never shown again)."
+    ),
+    "WebhookEndpointWithSecret": _object(
+        {**_WEBHOOK_ENDPOINT, "signing_secret": STRING},
+        description="A webhook endpoint with its signing secret (`whsec_…`), shown only here.",
+    ),
+    "WebhookEndpointList": _page("WebhookEndpoint", "A page of webhook endpoints."),
+    "WebhookEndpointDeleted": _deleted("webhook_endpoint.deleted"),
+    "WebhookEndpointTestResult": _object(
+        {
+            "object": {"const": "webhook_endpoint.test"},
+            "webhook_endpoint_id": STRING,
+            "event_type": STRING,
+            "status_code": INTEGER,
+            "success": {"const": True},
+        },
+        description="What the receiver answered to a sample event.",
+    ),
+    "WebhookEventTypeList": _object(
+        {"object": {"const": "list"}, "data": {"type": "array", "items": STRING}},
+        description="The event types Tether emits.",
+    ),
 }
 
 
@@ -261,6 +294,7 @@ CHAT_SSE_EVENT = _object(
 
 
 # The 200 of each operation: (schema, description, event schema when stream=true streams).
+_WEBHOOK = "/v1/webhook_endpoints/{webhook_endpoint_id}"
 OK: dict[Operation, tuple[str, str, dict[str, Any] | None]] = {
     ("post", "/v1/responses"): (
         "Response",
@@ -329,6 +363,26 @@ OK: dict[Operation, tuple[str, str, dict[str, Any] | None]] = {
     ),
     ("get", "/v1/models"): ("ModelList", "The models.", None),
     ("get", "/v1/models/{model_id}"): ("Model", "The model.", None),
+    ("post", "/v1/webhook_endpoints"): (
+        "WebhookEndpointWithSecret",
+        "The new endpoint, with its signing secret.",
+        None,
+    ),
+    ("get", "/v1/webhook_endpoints"): ("WebhookEndpointList", "A page of endpoints.", None),
+    ("get", _WEBHOOK): ("WebhookEndpoint", "The endpoint.", None),
+    ("post", _WEBHOOK): ("WebhookEndpoint", "The endpoint as updated.", None),
+    ("delete", _WEBHOOK): ("WebhookEndpointDeleted", "Deleted.", None),
+    ("post", _WEBHOOK + "/rotate_secret"): (
+        "WebhookEndpointWithSecret",
+        "The endpoint with its new signing secret.",
+        None,
+    ),
+    ("post", _WEBHOOK + "/test"): (
+        "WebhookEndpointTestResult",
+        "The receiver's answer.",
+        None,
+    ),
+    ("get", "/v1/webhook_event_types"): ("WebhookEventTypeList", "The event types.", None),
 }
 
 # Operations that never answer 200: the 400 is all they send.
@@ -417,6 +471,13 @@ EXAMPLES: dict[Operation, dict[str, dict[str, Any]]] = {
         },
     },
     ("post", "/v1/conversations"): {"with items": {"items": _HELLO, "metadata": {"k": "v"}}},
+    ("post", "/v1/webhook_endpoints"): {
+        "completed and failed": {
+            "name": "jobs",
+            "url": "https://hooks.example.com/tether",
+            "event_types": ["response.completed", "response.failed"],
+        }
+    },
 }
 
 ERRORS = {

@@ -24,6 +24,7 @@ from app.main import create_app
 from tests.conftest import SMALL_POOL, UPSTREAM_TIMEOUT
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ServerThread, migrated_database, running_server
+from tests.webhooks.receiver import Receiver
 
 # Per operation and phase. With the coverage phase's own cases and the stateful scenarios, one
 # run sends ~2,000 requests in ~10 s; there are four (two databases, two models).
@@ -212,8 +213,11 @@ def tether(
             "upstream_timeout": UPSTREAM_TIMEOUT,
         }
         config = {}
+    # A webhook endpoint's `test` sends to a receiver on loopback, over http.
+    hooks = {"webhook_allow_http": True, "webhook_allow_private": True}
     with migrated_database(backend, str(tmp_path_factory.mktemp("schemathesis"))) as url:
-        with running_server(Settings(database_url=url, **upstream, **SMALL_POOL)) as server:
+        settings = Settings(database_url=url, **upstream, **hooks, **SMALL_POOL)
+        with running_server(settings) as server:
             yield Tether(server, config)
 
 
@@ -304,6 +308,38 @@ def test_every_answer_is_the_documented_one(tether: Tether) -> None:
 
     models = call("GET", "/v1/models")
     call("GET", "/v1/models/{model_id}", path_parameters={"model_id": models["data"][0]["id"]})
+
+    receiver = Receiver()
+    receiver.start()
+    try:
+        hook = {"name": "jobs", "url": receiver.url_for("hook"), "event_types": ["response.failed"]}
+        endpoint = call("POST", "/v1/webhook_endpoints", body=hook)
+        wid = {"webhook_endpoint_id": endpoint["id"]}
+        call("GET", "/v1/webhook_endpoints")
+        call("GET", "/v1/webhook_endpoints/{webhook_endpoint_id}", path_parameters=wid)
+        call(
+            "POST",
+            "/v1/webhook_endpoints/{webhook_endpoint_id}",
+            path_parameters=wid,
+            body={"name": "renamed"},
+        )
+        call(
+            "POST",
+            "/v1/webhook_endpoints/{webhook_endpoint_id}/rotate_secret",
+            path_parameters=wid,
+            body={"keep_old_secret_active_for_24_hours": True},
+        )
+        tested = call(
+            "POST",
+            "/v1/webhook_endpoints/{webhook_endpoint_id}/test",
+            path_parameters=wid,
+            body={"event_type": "response.completed"},
+        )
+        assert tested["status_code"] == 200
+        call("GET", "/v1/webhook_event_types")
+        call("DELETE", "/v1/webhook_endpoints/{webhook_endpoint_id}", path_parameters=wid)
+    finally:
+        receiver.stop()
 
     everything = {f"{m.upper()} {p}" for m, p, _ in operations(document())}
     assert everything - answered == {"POST /v1/responses/compact"}

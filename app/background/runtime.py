@@ -3,7 +3,8 @@
 One supervisor loop serves every job in flight, so hundreds of jobs cost one query per tick, not
 one each: it asks which running jobs were cancelled (and stops their model calls), renews all
 leases in one UPDATE, and sweeps for jobs whose task or worker was lost (DESIGN §6.3). It also
-starts the periodic retention purge (app/ops/retention.py).
+starts the periodic retention purge (app/ops/retention.py), and runs the webhook dispatcher
+(app/webhooks/delivery.py), which sends the events the jobs' ends wrote to the outbox.
 """
 
 import asyncio
@@ -24,6 +25,7 @@ from app.ops.retention import RetentionSchedule
 from app.providers.registry import Providers
 from app.responses.domain import FinalValues, ResponseStatus
 from app.responses.repository import ResponsesRepository
+from app.webhooks.delivery import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,11 @@ class JobRuntime:
         self.capacity = asyncio.Semaphore(settings.worker_concurrency)
         self.supervisor: asyncio.Task[None] | None = None
         self.retention = RetentionSchedule(engine, settings)
+        self.webhooks = Dispatcher(engine, settings)
 
     def start(self) -> None:
         self.supervisor = asyncio.create_task(self._supervise(), name="tether-job-supervisor")
+        self.webhooks.start()
 
     async def stop(self) -> None:
         """Stop supervising; jobs still running are given back to the queue, not lost."""
@@ -81,6 +85,7 @@ class JobRuntime:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.webhooks.stop()
 
     async def run(self, response_id: str) -> None:
         """Run one job to its end here; a no-op if it is not queued (a duplicate delivery)."""
@@ -118,6 +123,7 @@ class JobRuntime:
         fields["duration_ms"] = round(seconds * 1000)
         if await job.finish(self.engine, claimed, values):
             events.add(closing)
+            self.webhooks.wake()  # the end may owe events
             _log_end(claimed.id, values, fields)
             metrics.observe_job(values["status"], seconds)
         else:
@@ -197,6 +203,7 @@ class JobRuntime:
         if again:
             log.warning("re-running %d responses whose worker was lost: %s", len(again), again)
         if failed:
+            self.webhooks.wake()
             log.warning(
                 "failed %d responses whose worker was lost too often: %s", len(failed), failed
             )

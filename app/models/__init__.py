@@ -6,6 +6,7 @@ from app.models.project import ApiKeyRow, ProjectRow
 from app.models.response import ResponseRow
 from app.models.response_event import ResponseEventRow
 from app.models.response_item import ResponseItemRow
+from app.models.webhook import WebhookDeliveryRow, WebhookEndpointRow
 
 __all__ = [
     "ApiKeyRow",
@@ -16,4 +17,6 @@ __all__ = [
     "ResponseEventRow",
     "ResponseItemRow",
     "ResponseRow",
+    "WebhookDeliveryRow",
+    "WebhookEndpointRow",
 ]

@@ -9,6 +9,8 @@
                                     the retention rule, once (app/ops/retention.py)
   tether export --project NAME --kind chat|responses [--since DATE] [--metadata K=V ...]
                 [--output FILE]     JSON Lines (app/ops/export.py)
+  tether webhooks deliveries ENDPOINT_ID [--limit N]
+                                    an endpoint's recent webhook deliveries, newest first
 
 Output is plain: one record a line, lists tab-separated; progress goes to stderr.
 """
@@ -31,9 +33,10 @@ from app.errors import InvalidRequest, NotFound
 from app.ops import export as exporting
 from app.ops import jobs, retention
 from app.responses.domain import ResponseStatus
+from app.webhooks import service as webhooks
 
 T = TypeVar("T")
-COMMANDS = ("status", "jobs", "purge", "export")
+COMMANDS = ("status", "jobs", "purge", "export", "webhooks")
 
 
 def add_commands(sub: Any) -> None:
@@ -58,6 +61,12 @@ def add_commands(sub: Any) -> None:
     out.add_argument("--since", default=None, metavar="DATE", help="ISO date or time (UTC)")
     out.add_argument("--metadata", action="append", default=[], metavar="K=V")
     out.add_argument("--output", default=None, metavar="FILE", help="default: stdout")
+    hooks = sub.add_parser("webhooks", help="webhook deliveries").add_subparsers(
+        dest="action", required=True
+    )
+    sent = hooks.add_parser("deliveries", help="an endpoint's recent deliveries, newest first")
+    sent.add_argument("endpoint_id")
+    sent.add_argument("--limit", type=int, default=50)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -69,6 +78,8 @@ def run(args: argparse.Namespace) -> None:
         requeue(args.response_id)
     elif args.command == "purge":
         purge(args.older_than, args.dry_run)
+    elif args.command == "webhooks":
+        list_deliveries(args.endpoint_id, args.limit)
     else:
         export(args.project, args.kind, args.since, args.metadata, args.output)
 
@@ -161,6 +172,24 @@ def requeue(response_id: str) -> None:
             f"requeued {response_id} (the server runs it within "
             f"JOB_REQUEUE_AFTER={settings.job_requeue_after:g}s)"
         )
+
+
+def list_deliveries(endpoint_id: str, limit: int) -> None:
+    found = on_database(lambda engine, _: webhooks.deliveries(engine, endpoint_id, limit))
+    _say("ID\tEVENT\tSTATE\tATTEMPTS\tCREATED\tLAST STATUS\tNEXT ATTEMPT\tLAST ERROR")
+    for row in found["data"]:
+        next_at = row["next_attempt_at"]
+        fields = [
+            row["id"],
+            row["event_type"],
+            row["state"],
+            str(row["attempts"]),
+            when(int(row["created_at"])),
+            str(row["last_status_code"] or "-"),
+            when(int(next_at)) if next_at is not None else "-",
+            row["last_error"] or "-",
+        ]
+        _say("\t".join(fields))
 
 
 def purge(older_than: float | None, dry_run: bool) -> None:

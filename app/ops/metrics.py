@@ -67,6 +67,18 @@ JOBS_SWEPT = Counter(
     "attempt), `requeued` (queued but its task lost, handed to the queue again).",
     ["action"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "tether_webhook_delivery_attempts",
+    "Webhook delivery attempts, by outcome: `delivered` (2xx), `retry` (another attempt is "
+    "scheduled), `failed` (the retry window closed), `disabled` (410 Gone: the endpoint is "
+    "disabled).",
+    ["outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "tether_webhook_delivery_latency_seconds",
+    "From a background response's terminal status to its receiver's 2xx, retries included.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0, 3600.0, float("inf")),
+)
 STREAM_FOLLOWERS = Gauge(
     "tether_stream_followers",
     "Clients following a background response's live stream.",

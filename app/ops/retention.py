@@ -10,7 +10,9 @@ The rule, and the order it is applied in:
 - a response past retention that a kept (newer) turn still chains through becomes a tombstone,
   exactly as `ResponsesRepository.delete` makes one: the API no longer shows it, and the later
   turns keep their whole context;
-- a job still queued or running is kept until it ends.
+- a job still queued or running is kept until it ends;
+- webhook deliveries delivered or failed are removed; those still pending stay until they
+  settle (their own retry window ends them).
 
 Every batch (BATCH rows) is a transaction of its own, so a purge never holds a lock for long
 and the API keeps writing meanwhile. Each statement is atomic, so two purges at once are only
@@ -32,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.chat.repository import ChatCompletionsRepository
 from app.config import Settings
 from app.responses.housekeeping import HousekeepingRepository
+from app.webhooks.repository import DeliveriesRepository
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +83,20 @@ async def purge(engine: AsyncEngine, days: float, batch: int = BATCH) -> Purged:
         done.chat_completions += removed
         if removed < batch:
             break
+    deliveries = 0
+    while True:  # settled webhook deliveries; pending ones are kept until they settle
+        async with engine.begin() as conn:
+            removed = await DeliveriesRepository(conn).purge_settled(before, batch)
+        deliveries += removed
+        if removed < batch:
+            break
     log.info(
-        "retention: removed %d responses, tombstoned %d, removed %d chat completions "
-        "(older than %g days) in %d ms",
+        "retention: removed %d responses, tombstoned %d, removed %d chat completions and %d "
+        "webhook deliveries (older than %g days) in %d ms",
         done.responses,
         done.tombstoned,
         done.chat_completions,
+        deliveries,
         days,
         round((time.monotonic() - started) * 1000),
         extra={

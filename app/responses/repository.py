@@ -2,7 +2,9 @@
 
 This is the one writer of `responses.status`: every change of state (create, claim, finish,
 release, cancel, the sweeper's re-runs and failures) is a method here, each a compare-and-set on
-the status it expects, so whoever loses a race finds no row and steps aside.
+the status it expects, so whoever loses a race finds no row and steps aside. A background
+response's terminal status writes the webhook events it owes in the same transaction
+(app/webhooks/outbox.py).
 """
 
 import time
@@ -42,6 +44,7 @@ from app.responses.domain import (
     ResponseStatus,
     StoredResponse,
 )
+from app.webhooks import outbox
 
 responses = cast(Table, ResponseRow.__table__)
 
@@ -208,6 +211,8 @@ class ResponsesRepository:
         """
         final = {name: values.get(name, row.get(name)) for name in FINAL_COLUMNS}
         found = await FINISH.fetch(self.db, response_id=row["id"], attempt=attempt, **final)
+        if found and row["background"]:
+            await outbox.record(self.db, row["project_id"], row["id"], values["status"])
         return bool(found)
 
     async def claim(self, response_id: str, lease_seconds: float) -> ResponseRecord | None:
@@ -237,11 +242,15 @@ class ResponsesRepository:
         )
 
     async def cancel(self, project_id: str, response_id: str) -> None:
-        await self.db.execute(
+        found = await self.db.execute(
             update(responses)
             .where(_r.id == response_id, _r.project_id == project_id, _r.status.in_(IN_FLIGHT))
             .values(status=ResponseStatus.CANCELLED, lease_expires_at=None)
+            .returning(_r.background)
         )
+        row = found.first()
+        if row is not None and row.background:
+            await outbox.record(self.db, project_id, response_id, ResponseStatus.CANCELLED)
 
     async def count_in_flight(self, project_id: str) -> int:
         """The project's responses queued or in progress (on its (project, status) index)."""
@@ -283,9 +292,12 @@ class ResponsesRepository:
                     "message": f"The worker running this response was lost {max_attempts} times.",
                 },
             )
-            .returning(_r.id)
+            .returning(_r.id, _r.project_id)
         )
-        return [row.id for row in result]
+        failed = result.all()
+        for row in failed:  # only background jobs have leases
+            await outbox.record(self.db, row.project_id, row.id, ResponseStatus.FAILED)
+        return [row.id for row in failed]
 
     async def list_page(
         self,
