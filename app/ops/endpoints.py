@@ -12,6 +12,7 @@ from app.background.repository import JobsRepository
 from app.kit.http import json_response
 from app.ops import metrics
 from app.ops.health import CHECK_TIMEOUT, not_ready
+from app.webhooks.repository import DeliveriesRepository
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,15 @@ async def get_metrics(request: Request) -> Response:
     if not state.settings.metrics_public:
         require_admin(request)
     jobs: dict[str, int] | None
+    pending: int | None
     try:
         async with asyncio.timeout(CHECK_TIMEOUT), state.engine.connect() as conn:
             jobs = await JobsRepository(conn).count_unfinished()
+            pending = await DeliveriesRepository(conn).count_pending()
     except Exception as exc:  # the rest of the metrics are worth having all the same
-        log.warning("/metrics: could not count the jobs: %r", exc)
-        jobs = None
-    snapshot = metrics.Snapshot(jobs, metrics.pool_usage(state.engine.pool))
+        log.warning("/metrics: could not count the jobs and webhook deliveries: %r", exc)
+        jobs = pending = None
+    snapshot = metrics.Snapshot(jobs, metrics.pool_usage(state.engine.pool), pending)
     body = await asyncio.to_thread(metrics.render, snapshot)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

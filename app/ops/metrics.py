@@ -125,9 +125,15 @@ def count_swept(rerun: int, failed: int, requeued: int) -> None:
 class Snapshot(Collector):
     """Gauges read at scrape time (a database query, the pool), rendered after the rest."""
 
-    def __init__(self, jobs: dict[str, int] | None, pool: dict[str, int] | None) -> None:
+    def __init__(
+        self,
+        jobs: dict[str, int] | None,
+        pool: dict[str, int] | None,
+        pending_webhooks: int | None = None,
+    ) -> None:
         self.jobs = jobs
         self.pool = pool
+        self.pending_webhooks = pending_webhooks
 
     def collect(self) -> Iterable[Metric]:
         if self.jobs is not None:  # None: the database did not answer
@@ -137,6 +143,12 @@ class Snapshot(Collector):
             for status in ("queued", "in_progress"):
                 jobs.add_metric([status], self.jobs.get(status, 0))
             yield jobs
+        if self.pending_webhooks is not None:
+            yield GaugeMetricFamily(
+                "tether_webhook_deliveries_pending",
+                "Webhook deliveries not yet taken by their receiver (due, or waiting to retry).",
+                value=self.pending_webhooks,
+            )
         if self.pool is not None:
             yield GaugeMetricFamily(
                 "tether_db_pool_checked_out",

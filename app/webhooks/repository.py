@@ -143,11 +143,12 @@ class DeliveriesRepository:
         )
         return [dict(row) for row in found.mappings()]
 
-    async def count_by_state(self) -> dict[str, int]:
+    async def count_pending(self) -> int:
+        """On the (state, next_attempt_at) index: delivered rows pile up until retention."""
         found = await self.db.execute(
-            select(_d.state, func.count()).select_from(deliveries).group_by(_d.state)
+            select(func.count()).select_from(deliveries).where(_d.state == PENDING)
         )
-        return {state: int(n) for state, n in found.all()}
+        return int(found.scalar_one())
 
     async def purge_settled(self, before: float, batch: int) -> int:
         """Delivered and failed deliveries older than `before` (retention), a batch at a time."""
