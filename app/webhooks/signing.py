@@ -15,8 +15,9 @@ def new_secret() -> str:
 
 
 def hint(secret: str) -> str:
-    """Enough to tell secrets apart, not to use one: `whsec_…` and its last four characters."""
-    return f"{PREFIX}...{secret[-4:]}"
+    """Enough to tell secrets apart, not to use one: `whsec_...` and the last four characters
+    before the base64 padding (which is the same for every secret)."""
+    return f"{PREFIX}...{secret.rstrip('=')[-4:]}"
 
 
 def signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
