@@ -30,6 +30,7 @@ from app.ops.endpoints import router as ops_router
 from app.ops.health import announce_mode
 from app.providers.registry import Providers
 from app.responses.endpoints import router as responses_router
+from app.responses.leases import TurnLeases
 from app.responses.service import Deps
 from app.webhooks.endpoints import admin_router as webhooks_admin_router
 from app.webhooks.endpoints import router as webhooks_router
@@ -114,11 +115,15 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
             )
             app.state.enqueuer = runtime
             runtime.start()
+        # The leases of the synchronous turns this process stores before they end.
+        app.state.leases = TurnLeases(app.state.engine, settings.job_lease_seconds)
+        app.state.leases.start()
         app.state.responses = Deps(
             app.state.engine,
             app.state.providers,
             app.state.enqueuer,
             app.state.event_log,
+            app.state.leases,
             idempotency_wait=settings.upstream_timeout + 30,
         )
         tune_gc()
@@ -129,6 +134,7 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
                 looking.cancel()
             if runtime is not None:
                 await runtime.stop()
+            await app.state.leases.stop()
             if isinstance(app.state.enqueuer, CeleryEnqueuer):
                 await asyncio.to_thread(app.state.enqueuer.close)
             await app.state.event_log.close()

@@ -197,6 +197,7 @@ class JobRuntime:
             responses = ResponsesRepository(conn)
             again = await responses.requeue_expired(settings.job_max_attempts)
             failed = await responses.fail_expired(settings.job_max_attempts)
+            orphans = await responses.fail_orphaned_turns(settings.job_time_limit_seconds)
             lost = await JobsRepository(conn).requeue_lost(settings.job_requeue_after)
         await self.log.trim()
         metrics.count_swept(rerun=len(again), failed=len(failed), requeued=len(lost))
@@ -206,6 +207,12 @@ class JobRuntime:
             self.webhooks.wake()
             log.warning(
                 "failed %d responses whose worker was lost too often: %s", len(failed), failed
+            )
+        if orphans:
+            log.warning(
+                "failed %d synchronous responses whose server process stopped mid-answer: %s",
+                len(orphans),
+                orphans,
             )
         if again or lost:
             await self.requeue(again + lost)

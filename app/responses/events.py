@@ -316,6 +316,20 @@ class TurnEvents:
         values["service_tier"] = self.service_tier
         return values, [*out, self._final(values)]
 
+    def so_far(self) -> list[dict[str, Any]]:
+        """The output as it stands, an open item as if cut here (`incomplete`); changes
+        nothing, so the stream goes on (a checkpoint of a running turn)."""
+        out = list(self.items)
+        for kind, item in self.open.items():
+            index = out.index(item)
+            if kind.startswith("call:"):
+                out[index] = function_call_item(
+                    item["id"], item["call_id"], item["name"], self.texts[kind]
+                )
+            else:
+                out[index] = self._done_item(kind, item["id"], ResponseStatus.INCOMPLETE)[0]
+        return out
+
     def abandon(self, input_messages: list[dict[str, Any]]) -> FinalValues:
         """The row's values when the stream's client went away mid-answer: what was generated
         so far, `incomplete` (no events: nobody listens). OpenAI has no reason for this, and

@@ -38,6 +38,7 @@ from app.responses.domain import (
     StoredResponse,
 )
 from app.responses.events import TurnEvents
+from app.responses.leases import TurnLeases
 from app.responses.params import check_request
 from app.responses.render import render_response
 from app.responses.repository import DuplicateKey, PreviousResponseGone, ResponsesRepository
@@ -64,6 +65,7 @@ class Deps:
     providers: Providers
     enqueuer: Enqueuer
     events: EventLog
+    leases: TurnLeases
     # How long a create waits for a concurrent one with the same Idempotency-Key to finish
     # before answering 409: the longest a model call may take.
     idempotency_wait: float = 600.0
@@ -187,7 +189,8 @@ async def create_response(
         # The key is claimed by storing the row first: a concurrent retry finds it and waits.
         if earlier := await _store(deps, prepared.row, ended=False):
             return render_response(earlier)
-        failure = await _answer(deps, prepared, stored_first=True)
+        with deps.leases.hold(prepared.row["id"]):
+            failure = await _answer(deps, prepared, stored_first=True)
     else:
         failure = await _answer(deps, prepared, stored_first=False)
         await _keep(deps, prepared)
@@ -246,7 +249,7 @@ async def create_stream(
     # A retry that lost the race follows the first create's stream rather than wait for it.
     if prepared.store and (earlier := await _store(deps, row, ended=False, wait=False)):
         return streaming.follow(engine, events, project_id, earlier["id"], -1)
-    return streaming.synchronous(engine, prepared.provider, prepared.payload, row)
+    return streaming.synchronous(engine, deps.leases, prepared.provider, prepared.payload, row)
 
 
 async def _start_background(
@@ -291,6 +294,8 @@ async def _store(
         if ended:
             await turn.store_ended(deps.engine, row)
         else:
+            if not row["background"]:  # its request owns it: under a lease (leases.py)
+                row["lease_expires_at"] = deps.leases.until()
             await turn.store_started(deps.engine, row)
     except PreviousResponseGone as exc:
         # The parent was deleted for good while the model was answering.

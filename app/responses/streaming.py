@@ -2,7 +2,8 @@
 
 A synchronous stream writes its row `in_progress` before the first event and always leaves it
 terminal: if the client goes away mid-answer the upstream call is closed and the row keeps what
-was generated, `incomplete` with reason `client_disconnected`.
+was generated, `incomplete` with reason `client_disconnected`; if the process itself dies, its
+lease runs out and the sweeper fails it (app/responses/leases.py).
 
 Following a background response reads its event log from `starting_after`, then tails it live
 until a terminal event; any API replica can serve it. A finished response whose log expired
@@ -29,6 +30,7 @@ from app.responses.events import (
     final_event_type,
     replay_finished,
 )
+from app.responses.leases import TurnLeases
 from app.responses.render import render_response
 from app.responses.repository import ResponsesRepository
 from app.responses.translate import OutputOptions
@@ -54,12 +56,32 @@ def sse(event: dict[str, Any]) -> bytes:
 
 
 async def synchronous(
-    engine: AsyncEngine, provider: ModelProvider, payload: dict[str, Any], row: ResponseRecord
+    engine: AsyncEngine,
+    leases: TurnLeases,
+    provider: ModelProvider,
+    payload: dict[str, Any],
+    row: ResponseRecord,
 ) -> AsyncIterator[dict[str, Any]]:
     """The events of a turn streamed as the model answers; `row` is already stored if `store`
-    (and this request owns it as attempt 0: it is never claimed by a worker)."""
-    attempt = 0 if row["params"]["store"] else None
+    (and this request owns it as attempt 0, under a lease: it is never claimed by a worker)."""
     events = TurnEvents(render_response(row), options=OutputOptions.of(row["params"]))
+    if not row["params"]["store"]:
+        async for event in _synchronous(engine, provider, payload, row, events):
+            yield event
+        return
+    with leases.hold(row["id"], lambda: (events.seq, events.so_far())):
+        async for event in _synchronous(engine, provider, payload, row, events):
+            yield event
+
+
+async def _synchronous(
+    engine: AsyncEngine,
+    provider: ModelProvider,
+    payload: dict[str, Any],
+    row: ResponseRecord,
+    events: TurnEvents,
+) -> AsyncIterator[dict[str, Any]]:
+    attempt = 0 if row["params"]["store"] else None
     yield events.lifecycle("response.created")
     yield events.lifecycle("response.in_progress")
     finished = False
