@@ -33,18 +33,23 @@ class JobsRepository:
         self.conn = conn
 
     async def cancelled_among(self, claims: list[Claim]) -> list[str]:
-        """Which of these running jobs are no longer ours to run: cancelled, finished, or
-        re-run by another worker after our lease was lost (another attempt owns it now)."""
+        """Which of these running jobs are no longer ours to run: cancelled, finished, deleted
+        (gone, or a tombstone), or re-run by another worker after our lease was lost (another
+        attempt owns it now). Asked as "which are still ours", so that a deleted row, which
+        no longer answers at all, counts as not ours."""
         if not claims:
             return []
         ours = or_(*(and_(_r.id == c.id, _r.attempts == c.attempt) for c in claims))
         result = await self.conn.execute(
             select(_r.id).where(
                 _r.id.in_([c.id for c in claims]),
-                ~and_(_r.status == ResponseStatus.IN_PROGRESS, ours),
+                _r.status == ResponseStatus.IN_PROGRESS,
+                _r.deleted_at.is_(None),
+                ours,
             )
         )
-        return [row.id for row in result]
+        still = {row.id for row in result}
+        return [c.id for c in claims if c.id not in still]
 
     async def renew_leases(self, claims: list[Claim], lease_seconds: float) -> None:
         """One UPDATE for every job this process runs."""

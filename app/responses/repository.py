@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     false,
@@ -417,10 +418,17 @@ class ResponsesRepository:
         if row is None:
             return False
         if not await self._remove_if_leaf(response_id, tombstoned_only=False):
+            # A tombstone of a job still queued or running is cancelled too: its worker stops
+            # (it asks which of its jobs are still its own), and nothing runs it again.
+            in_flight = _r.status.in_(IN_FLIGHT)
             await self.db.execute(
                 update(responses)
                 .where(responses.c.id == response_id)
-                .values(deleted_at=now_seconds())
+                .values(
+                    deleted_at=now_seconds(),
+                    status=case((in_flight, literal(ResponseStatus.CANCELLED)), else_=_r.status),
+                    lease_expires_at=None,
+                )
             )
             return True
         parent = row.previous_response_id
