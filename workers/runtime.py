@@ -48,23 +48,38 @@ class WorkerRuntime:
         self.log = create_event_log(settings, self.engine)
         # A sending client of its own, configured like the app's: the sweeper's re-enqueues.
         self.enqueuer = CeleryEnqueuer(celery_client(settings))
+        self.redis: Redis | None = None  # made on the loop, in _start
         self.jobs = JobRuntime(
-            self.engine, self.providers, settings, self.log, requeue=self.enqueuer.enqueue
+            self.engine,
+            self.providers,
+            settings,
+            self.log,
+            requeue=self.enqueuer.enqueue,
+            backlog=self._backlog if settings.redis_url else None,
         )
         self.heartbeat: Heartbeat | None = None
         self.call(self._start(), LIFECYCLE_TIMEOUT)
 
     async def _start(self) -> None:
-        self.jobs.start()
         settings = self.jobs.settings
         if settings.redis_url:
+            self.redis = Redis.from_url(
+                settings.redis_url, socket_connect_timeout=2, socket_timeout=2
+            )
             # Alive, for /readyz and `tether status`: beats as often as leases are renewed.
-            redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
             every = settings.job_lease_seconds / 3
             self.heartbeat = Heartbeat(
-                redis, settings.celery_queue, every, lambda: len(self.jobs.running)
+                self.redis, settings.celery_queue, every, lambda: len(self.jobs.running)
             )
             self.heartbeat.start()
+        self.jobs.start()  # after the Redis client: its first sweep asks the backlog
+
+    async def _backlog(self) -> int:
+        """The broker's own count of the tasks waiting in this worker's queue (kombu's Redis
+        transport keeps a queue's messages in a list named after it)."""
+        if self.redis is None:
+            raise RuntimeError("not started")
+        return int(await self.redis.llen(self.jobs.settings.celery_queue))
 
     def call(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -104,8 +119,9 @@ class WorkerRuntime:
     async def _stop(self) -> None:
         if self.heartbeat is not None:
             await self.heartbeat.stop()
-            await self.heartbeat.redis.aclose()
         await self.jobs.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.log.close()
         await self.providers.close()
         await self.engine.dispose()

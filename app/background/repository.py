@@ -62,15 +62,34 @@ class JobsRepository:
             .values(lease_expires_at=time.time() + lease_seconds)
         )
 
-    async def requeue_lost(self, older_than: float) -> list[str]:
-        """queued rows handed to the queue long ago (or never): their task was lost."""
+    async def requeue_lost(self, older_than: float, waiting: int | None = None) -> list[str]:
+        """queued rows handed to the queue long ago (or never) whose task may be lost: handed
+        again, oldest first (their enqueued_at now).
+
+        `waiting`: how many messages the broker holds for the queue. A row queued for long is
+        usually only waiting its turn behind others, and re-publishing every such row each
+        time flooded the queue exactly under load (issue 14, point 3). As many tasks as there
+        are queued rows are waiting, so none is lost: hand none. Fewer: hand again only as many
+        as are missing (the broker lost them, or their publish failed). None: no broker to
+        ask (embedded mode, whose queue ignores a job it already has), every old row.
+        """
         now = time.time()
+        stale = and_(
+            _r.status == ResponseStatus.QUEUED,
+            _r.enqueued_at.is_(None) | (_r.enqueued_at < now - older_than),
+        )
+        chosen = select(_r.id).where(stale)
+        if waiting is not None:
+            queued = await self.conn.execute(
+                select(func.count()).select_from(responses).where(text("status = 'queued'"))
+            )
+            missing = int(queued.scalar_one()) - waiting
+            if missing <= 0:
+                return []
+            chosen = chosen.order_by(_r.enqueued_at.asc().nulls_first()).limit(missing)
         result = await self.conn.execute(
             update(responses)
-            .where(
-                _r.status == ResponseStatus.QUEUED,
-                _r.enqueued_at.is_(None) | (_r.enqueued_at < now - older_than),
-            )
+            .where(_r.id.in_(chosen.scalar_subquery()), stale)
             .values(enqueued_at=now)
             .returning(_r.id)
         )

@@ -30,6 +30,7 @@ from app.webhooks.delivery import Dispatcher
 log = logging.getLogger(__name__)
 
 Requeue = Callable[[list[str]], Awaitable[None]]
+Backlog = Callable[[], Awaitable[int]]
 
 
 def _log_end(response_id: str, values: FinalValues, fields: dict[str, Any]) -> None:
@@ -54,6 +55,7 @@ class JobRuntime:
         settings: Settings,
         log: EventLog,
         requeue: Requeue | None = None,
+        backlog: Backlog | None = None,
     ) -> None:
         self.engine = engine
         self.log = log
@@ -62,6 +64,9 @@ class JobRuntime:
         # Where the sweeper sends jobs to run again: the Celery queue in a worker; in embedded
         # mode, this process itself.
         self.requeue = requeue or self.enqueue
+        # How many tasks the broker holds for the queue (Celery mode): the sweeper hands again
+        # only what is missing, not every job that waits its turn.
+        self.backlog = backlog
         self.running: dict[str, tuple[Claim, asyncio.Task[Any]]] = {}
         self.revoked: set[str] = set()  # stopped on purpose: cancelled, or no longer ours
         self.local: dict[str, asyncio.Task[None]] = {}  # embedded mode: started here
@@ -193,12 +198,19 @@ class JobRuntime:
 
     async def _sweep(self) -> None:
         settings = self.settings
+        waiting: int | None = None
+        if self.backlog is not None:
+            try:
+                waiting = await self.backlog()
+            except Exception as exc:  # the broker is away: publishing would fail too
+                log.warning("sweep: could not read the queue's length (%r); not re-enqueuing", exc)
+                waiting = 1 << 62
         async with self.engine.begin() as conn:
             responses = ResponsesRepository(conn)
             again = await responses.requeue_expired(settings.job_max_attempts)
             failed = await responses.fail_expired(settings.job_max_attempts)
             orphans = await responses.fail_orphaned_turns(settings.job_time_limit_seconds)
-            lost = await JobsRepository(conn).requeue_lost(settings.job_requeue_after)
+            lost = await JobsRepository(conn).requeue_lost(settings.job_requeue_after, waiting)
         await self.log.trim()
         metrics.count_swept(rerun=len(again), failed=len(failed), requeued=len(lost))
         if again:
