@@ -276,6 +276,38 @@ class TestNothingLost:
         ) == [(1,)]
         assert len(fake_upstream.requests(model)) == 2
 
+    def test_a_job_given_back_mid_stream_replays_whole_from_redis(
+        self, private_queue: Callable[[], Settings], fake_upstream: FakeUpstream, model: str
+    ) -> None:
+        """A job given back at shutdown is attempt 1 again when it re-runs: its events in the
+        Redis stream must number on after what the first run logged (Redis refuses an entry id
+        it already has), so that a replay from the start is whole (issue 14, point 2)."""
+        settings = private_queue().model_copy(update={"worker_drain_seconds": 0.2})
+        reply = "one two three four five six seven eight"
+        fake_upstream.script(model, reply=reply, chunks=8, chunk_delay=0.3)
+        first = Worker(settings).start()
+        with running_server(settings) as srv, sdk(srv.url) as client:
+            created = client.responses.create(model=model, input="go", background=True)
+            with client.responses.retrieve(created.id, stream=True) as stream:
+                for event in stream:
+                    if event.type == "response.output_text.delta":
+                        break  # some of the answer is logged: now stop the worker
+            first.process.send_signal(signal.SIGTERM)
+            first.process.wait(timeout=10)
+            second = Worker(settings).start()
+            try:
+                done = poll_status(client, created.id, timeout=30)
+                with client.responses.retrieve(created.id, stream=True) as stream:
+                    events = list(stream)
+            finally:
+                second.stop()
+                first.stop()
+        assert (done.status, done.output_text) == ("completed", reply)
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        assert events[-1].type == "response.completed"
+        rerun = events[[e.type for e in events].index("response.in_progress", 3) :]
+        assert "".join(e.delta for e in rerun if e.type == "response.output_text.delta") == reply
+
     def test_a_worker_told_to_stop_finishes_a_short_job_first(
         self, private_queue: Callable[[], Settings], fake_upstream: FakeUpstream, model: str
     ) -> None:
