@@ -35,7 +35,12 @@ class Settings(BaseSettings):
     upstream_base_url: str | None = None
     upstream_api_key: str | None = None
     upstream_timeout: float = Field(default=600.0, gt=0, description="seconds for a whole call")
+    # Making a connection (the TCP and TLS handshakes); no call ever waits for a pooled one.
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
+    # Kept-alive connections per process, not a cap: a call past them gets a connection of its
+    # own, closed after it (about 1 ms more on loopback), so streams held open by a long
+    # generation or a client that stopped reading never make other calls wait (issue 14). The
+    # model server's own concurrency limit is what queues calls.
     upstream_max_connections: int = Field(default=256, ge=1)
     # A model's context window in tokens, for truncation="auto", when its server does not
     # publish one (vLLM, SGLang, llama.cpp and LM Studio do, in /v1/models).

@@ -6,9 +6,10 @@ One pooled session per process, created inside the running loop.
 """
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,8 @@ import orjson
 from app.config import Settings
 from app.ops.metrics import observe_upstream
 from app.providers.base import ChatDelta, ChatResult, UpstreamFailure
+
+log = logging.getLogger(__name__)
 
 
 def _error_message(body: bytes, status: int) -> str:
@@ -99,32 +102,71 @@ def _classify(status: int) -> str:
 
 
 class OpenAICompatibleProvider:
+    """One process's calls to the upstream.
+
+    The connection pool is never a queue. A call takes a kept-alive connection while fewer than
+    UPSTREAM_MAX_CONNECTIONS calls hold one, else a connection of its own that closes after it
+    (SQLAlchemy's overflow, uncapped). A cap would make calls wait behind streams that hold
+    their connection for as long as their model generates or their client takes to read (one
+    that stops reading holds it until it reads again or hangs up): 300 open streams made every
+    other call wait for one of 256 connections, and fail (issue 14). The concurrency that
+    matters is the model server's, and its scheduler enforces it (vLLM's max_num_seqs, Ollama's
+    OLLAMA_NUM_PARALLEL): it queues the excess, or answers 429/503. What bounds the connections
+    is what bounds the calls: the requests a process serves, and WORKER_CONCURRENCY.
+    """
+
     def __init__(self, settings: Settings) -> None:
         assert settings.upstream_base_url
         self._base = settings.upstream_base_url.rstrip("/")
         self._headers = {"Content-Type": "application/json"}
         if settings.upstream_api_key:
             self._headers["Authorization"] = f"Bearer {settings.upstream_api_key}"
+        # Only making a connection is timed against UPSTREAM_CONNECT_TIMEOUT: aiohttp's
+        # `connect` timeout also runs while a call waits for a pooled connection
+        # (BaseConnector.connect), `sock_connect` covers the TCP and TLS handshakes alone.
+        self._connect_timeout = settings.upstream_connect_timeout
         self._timeout = aiohttp.ClientTimeout(
-            total=settings.upstream_timeout, connect=settings.upstream_connect_timeout
+            total=settings.upstream_timeout, sock_connect=settings.upstream_connect_timeout
         )
-        self._limit = settings.upstream_max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._pool_size = settings.upstream_max_connections
+        self._in_pool = 0  # calls holding (or making) a kept-alive connection
+        self._pooled: aiohttp.ClientSession | None = None
+        self._unpooled: aiohttp.ClientSession | None = None
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
+    def _session(self, *, keep_alive: bool) -> aiohttp.ClientSession:
+        """Made on first use, inside the running loop. limit=0 on both: aiohttp never makes a
+        call wait for a connection; `_in_pool` is what keeps the kept-alive ones to the pool."""
+        session = self._pooled if keep_alive else self._unpooled
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=not keep_alive)
+            session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, json_serialize=lambda o: o
             )
-        return self._session
+            if keep_alive:
+                self._pooled = session
+            else:
+                self._unpooled = session
+        return session
+
+    @contextmanager
+    def _http(self) -> Iterator[aiohttp.ClientSession]:
+        """The session for one call: pooled while the pool has room, else one whose
+        connections close after their call. Never a wait."""
+        if self._in_pool >= self._pool_size:
+            yield self._session(keep_alive=False)
+            return
+        self._in_pool += 1
+        try:
+            yield self._session(keep_alive=True)
+        finally:
+            self._in_pool -= 1
 
     @asynccontextmanager
     async def _call(
         self, method: str, path: str, body: bytes | None = None, model: str = "(models)"
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """_request, measured: its duration (a stream's until its last chunk was read) and
-        failures, by model (app/ops/metrics.py)."""
+        failures, by model (app/ops/metrics.py); and every failure logged, with its cause."""
         started = time.perf_counter()
         failure: str | None = None
         try:
@@ -132,6 +174,19 @@ class OpenAICompatibleProvider:
                 yield resp
         except UpstreamFailure as exc:
             failure = exc.kind
+            # The caller's mistake (a 4xx it is answered with) is no incident of ours.
+            level = logging.INFO if exc.kind == "client" else logging.WARNING
+            log.log(
+                level,
+                "upstream %s %s for model %s failed after %.2f s (%s): %s",
+                method,
+                path,
+                model,
+                time.perf_counter() - started,
+                exc.kind,
+                exc.message,
+                extra={"model": model, "upstream_failure": exc.kind},
+            )
             raise
         finally:
             observe_upstream(model, time.perf_counter() - started, failure)
@@ -142,14 +197,23 @@ class OpenAICompatibleProvider:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """An upstream request whose status was checked; every failure as an UpstreamFailure."""
         try:
-            async with self._http().request(
-                method, self._base + path, data=body, headers=self._headers
-            ) as resp:
-                if resp.status >= 400:
-                    raw = await resp.read()
-                    kind = _classify(resp.status)
-                    raise UpstreamFailure(kind, _error_message(raw, resp.status), resp.status)  # type: ignore[arg-type]
-                yield resp
+            with self._http() as http:
+                async with http.request(
+                    method, self._base + path, data=body, headers=self._headers
+                ) as resp:
+                    if resp.status >= 400:
+                        raw = await resp.read()
+                        kind = _classify(resp.status)
+                        raise UpstreamFailure(kind, _error_message(raw, resp.status), resp.status)  # type: ignore[arg-type]
+                    yield resp
+        except aiohttp.ConnectionTimeoutError as exc:
+            # Only the handshake is timed (sock_connect), so this is the server not accepting
+            # a connection, not a call that ran out its time: a retry may well connect.
+            raise UpstreamFailure(
+                "unreachable",
+                "Could not connect to the model server within "
+                f"{self._connect_timeout:g} s (UPSTREAM_CONNECT_TIMEOUT).",
+            ) from exc
         except TimeoutError as exc:
             raise UpstreamFailure("timeout", "The model server did not answer in time.") from exc
         except aiohttp.ClientError as exc:
@@ -162,12 +226,12 @@ class OpenAICompatibleProvider:
     ) -> Any:
         async with self._call(method, path, body, model) as resp:
             raw = await resp.read()
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamFailure(
-                "server", "The model server sent a body that is not JSON."
-            ) from exc
+            try:  # inside the call: a body that is not JSON is one of its failures
+                return orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamFailure(
+                    "server", "The model server sent a body that is not JSON."
+                ) from exc
 
     async def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]:
         """The completion as it is generated: the upstream is streamed too, so the first delta
@@ -229,7 +293,9 @@ class OpenAICompatibleProvider:
         return None
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        sessions = [s for s in (self._pooled, self._unpooled) if s is not None]
+        for session in sessions:
+            await session.close()
+        if sessions:
             # aiohttp closes its transports on the next loop turn.
             await asyncio.sleep(0)
