@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # two minutes for the rest.
     job_time_limit: float | None = Field(default=None, gt=0)
 
+    # How long one write of a stream may wait for its client to read; past it the client is
+    # presumed stuck and the stream closed (app/kit/sse.py).
+    stream_stall_seconds: float = Field(default=60.0, gt=0)
     # How long a background response's stream events are kept for resuming (then a stream of
     # a finished response is rebuilt from the stored response).
     stream_retention_seconds: float = Field(default=86_400.0, gt=0)

@@ -1,6 +1,7 @@
 """/v1/chat/completions: the proxy, and the stored completions (thin handlers)."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -13,20 +14,23 @@ from app.chat.schemas import CreateChatCompletion, UpdateChatCompletion
 from app.db import EngineDep
 from app.kit.http import json_response
 from app.kit.listing import MetadataFilter, PageQuery
+from app.kit.sse import EventStreamResponse
 from app.routing import GuardedRoute
 
 router = APIRouter(prefix="/v1/chat/completions", tags=["chat"], route_class=GuardedRoute)
 
 
-def chunk_stream(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
-    async def body() -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+def chunk_stream(
+    request: Request, chunks: AsyncGenerator[dict[str, Any], None]
+) -> StreamingResponse:
+    async def body() -> AsyncGenerator[bytes, None]:
+        async with aclosing(chunks):  # closed with the answer, whichever way it ends
+            async for chunk in chunks:
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(
-        body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    stall = request.app.state.settings.stream_stall_seconds
+    return EventStreamResponse(body(), stall, {"Cache-Control": "no-cache"})
 
 
 class AscPageQuery(PageQuery):
@@ -40,7 +44,8 @@ async def create_chat_completion(
     """Proxied to the upstream as sent; kept (store=true) with its messages and metadata."""
     providers = request.app.state.providers
     if body.stream:
-        return chunk_stream(await service.create_stream(engine, providers, project_id, body))
+        chunks = await service.create_stream(engine, providers, project_id, body)
+        return chunk_stream(request, chunks)
     return json_response(await service.create(engine, providers, project_id, body))
 
 

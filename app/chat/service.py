@@ -6,7 +6,9 @@ Stored completions carry our own id (time-ordered, so lists page by id): upstrea
 not unique across servers, or across restarts of one.
 """
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +22,8 @@ from app.kit.listing import PageQuery, page_of_list
 from app.providers.base import UpstreamFailure, upstream_error
 from app.providers.registry import Providers
 from app.providers.templates import fit_template
+
+log = logging.getLogger(__name__)
 
 
 def not_found(completion_id: str) -> NotFound:
@@ -79,7 +83,7 @@ async def create(
 
 async def create_stream(
     engine: AsyncEngine, providers: Providers, project_id: str, req: CreateChatCompletion
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """The upstream's chunks as they come (with our id); stored at the end if asked."""
     provider = providers.for_model(req.model)
     cid = completion_id()
@@ -91,14 +95,22 @@ async def create_stream(
     except UpstreamFailure as failure:
         raise upstream_error(failure) from failure
 
-    async def relay() -> AsyncIterator[dict[str, Any]]:
+    async def relay() -> AsyncGenerator[dict[str, Any], None]:
         assembled = Assembly(cid)
-        if first is not None:
-            assembled.add(first)
-            yield {**first, "id": cid}
-        async for chunk in chunks:
-            assembled.add(chunk)
-            yield {**chunk, "id": cid}
+        async with aclosing(chunks):  # the upstream call closes with the answer, however it ends
+            if first is not None:
+                assembled.add(first)
+                yield {**first, "id": cid}
+            try:
+                async for chunk in chunks:
+                    assembled.add(chunk)
+                    yield {**chunk, "id": cid}
+            except UpstreamFailure as failure:
+                # The status line is sent: the failure can only be told in the stream, as
+                # OpenAI does it (a chunk with `error`, which the SDKs raise as an APIError).
+                log.warning("chat completion %s: the upstream failed mid-stream: %s", cid, failure)
+                yield upstream_error(failure).body()
+                return
         if req.store:
             await _store(engine, _row(project_id, cid, req, assembled.completion()))
 

@@ -1,7 +1,7 @@
 """What the rest of the app knows about a model: a chat-completions payload in, a result out."""
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -78,12 +78,12 @@ class ChatDelta:
 class ModelProvider(Protocol):
     async def complete(self, payload: dict[str, Any]) -> ChatResult: ...
 
-    def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]: ...
+    def stream(self, payload: dict[str, Any]) -> AsyncGenerator[ChatDelta, None]: ...
 
     # Chat Completions proxied as they are (stored completions): the upstream's own objects.
     async def completion_raw(self, payload: dict[str, Any]) -> dict[str, Any]: ...
 
-    def chunks_raw(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+    def chunks_raw(self, payload: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]: ...
 
     async def list_models(self) -> list[dict[str, Any]]: ...
 

@@ -7,7 +7,7 @@ estimate also drives `max_output_tokens`, so the incomplete path can be seen wit
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from app.providers.base import ChatDelta, ChatResult, UpstreamFailure
@@ -50,7 +50,7 @@ class EchoProvider:
         }
         return ChatResult(text=text, finish_reason=finish, usage=usage)
 
-    async def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]:
+    async def stream(self, payload: dict[str, Any]) -> AsyncGenerator[ChatDelta, None]:
         """The same answer, a word at a time."""
         result = await self.complete(payload)
         for piece in re.findall(r"\s*\S+\s*|\s+", result.text or ""):
@@ -75,7 +75,7 @@ class EchoProvider:
             "usage": result.usage,
         }
 
-    async def chunks_raw(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chunks_raw(self, payload: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         base = {
             "id": "chatcmpl-echo",
             "object": "chat.completion.chunk",

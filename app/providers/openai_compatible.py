@@ -8,7 +8,7 @@ One pooled session per process, created inside the running loop.
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -233,7 +233,7 @@ class OpenAICompatibleProvider:
                     "server", "The model server sent a body that is not JSON."
                 ) from exc
 
-    async def stream(self, payload: dict[str, Any]) -> AsyncIterator[ChatDelta]:
+    async def stream(self, payload: dict[str, Any]) -> AsyncGenerator[ChatDelta, None]:
         """The completion as it is generated: the upstream is streamed too, so the first delta
         reaches our client as soon as the model produced it."""
         options = {"stream": True, "stream_options": {"include_usage": True}}
@@ -248,7 +248,7 @@ class OpenAICompatibleProvider:
             raise UpstreamFailure("server", "The model server sent no completion object.")
         return data
 
-    async def chunks_raw(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chunks_raw(self, payload: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """The upstream's SSE chunks, parsed, until [DONE]."""
         body = orjson.dumps(payload)
         async with self._call("POST", "/chat/completions", body, str(payload.get("model"))) as resp:

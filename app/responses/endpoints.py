@@ -1,6 +1,7 @@
 """/v1/responses: thin handlers (parse, who is asking, call the service, answer)."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -11,6 +12,7 @@ from app.db import EngineDep, SessionDep
 from app.errors import InvalidRequest
 from app.kit.http import json_response
 from app.kit.listing import MetadataFilter, PageQuery
+from app.kit.sse import EventStreamResponse
 from app.responses import service, streaming
 from app.responses.domain import ResponseStatus
 from app.responses.schemas import CountTokensRequest, CreateResponseRequest
@@ -23,13 +25,15 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def event_stream(
-    events: AsyncIterator[dict[str, Any]], obfuscate: bool = False
+    request: Request, events: AsyncGenerator[dict[str, Any], None], obfuscate: bool = False
 ) -> StreamingResponse:
-    async def body() -> AsyncIterator[bytes]:
-        async for event in events:
-            yield streaming.sse(streaming.obfuscated(event) if obfuscate else event)
+    async def body() -> AsyncGenerator[bytes, None]:
+        async with aclosing(events):  # closed with the answer, whichever way it ends
+            async for event in events:
+                yield streaming.sse(streaming.obfuscated(event) if obfuscate else event)
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    stall = request.app.state.settings.stream_stall_seconds
+    return EventStreamResponse(body(), stall, SSE_HEADERS)
 
 
 @router.post("")
@@ -47,7 +51,7 @@ async def create_response(
     if body.stream:
         events = await service.create_stream(deps, caller, body, idempotency_key)
         obfuscate = bool((body.stream_options or {}).get("include_obfuscation"))
-        return event_stream(events, obfuscate)
+        return event_stream(request, events, obfuscate)
     return json_response(await service.create_response(deps, caller, body, idempotency_key))
 
 
@@ -101,6 +105,7 @@ async def retrieve_response(
         return json_response(response)
     after = -1 if starting_after is None else starting_after
     return event_stream(
+        request,
         streaming.follow(engine, request.app.state.event_log, project_id, response_id, after),
         include_obfuscation,
     )

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -234,7 +234,7 @@ async def _keep(deps: Deps, prepared: Turn) -> None:
 
 async def create_stream(
     deps: Deps, caller: Caller, req: CreateResponseRequest, idempotency_key: str | None = None
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """stream=true: validated and stored before the first event (errors are plain 400s), then
     the events, live. A background one is followed through its event log."""
     engine, events, project_id = deps.engine, deps.events, caller.project_id

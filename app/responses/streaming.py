@@ -13,7 +13,8 @@ until a terminal event; any API replica can serve it. A finished response whose 
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -61,7 +62,7 @@ async def synchronous(
     provider: ModelProvider,
     payload: dict[str, Any],
     row: ResponseRecord,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """The events of a turn streamed as the model answers; `row` is already stored if `store`
     (and this request owns it as attempt 0, under a lease: it is never claimed by a worker)."""
     events = TurnEvents(render_response(row), options=OutputOptions.of(row["params"]))
@@ -80,16 +81,18 @@ async def _synchronous(
     payload: dict[str, Any],
     row: ResponseRecord,
     events: TurnEvents,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     attempt = 0 if row["params"]["store"] else None
     yield events.lifecycle("response.created")
     yield events.lifecycle("response.in_progress")
     finished = False
     try:
         try:
-            async for delta in provider.stream(payload):
-                for event in events.delta(delta):
-                    yield event
+            # Closed with this stream, whichever way it ends: a client gone, a stall.
+            async with aclosing(provider.stream(payload)) as deltas:
+                async for delta in deltas:
+                    for event in events.delta(delta):
+                        yield event
             values, closing = events.finish(row["messages"])
         except UpstreamFailure as failure:
             values, closing = events.fail(failure)
@@ -108,7 +111,7 @@ async def _synchronous(
 
 async def follow(
     engine: AsyncEngine, events: EventLog, project_id: str, response_id: str, after: int
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Every event after `after`, then live ones until the response ends.
 
     The first read does not wait, so a finished response answers at once: with what its log
