@@ -96,13 +96,14 @@ class Dispatcher:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            room = MAX_IN_FLIGHT - len(self.attempts)
             try:
                 taken = await self.send_due()
             except Exception:  # a database hiccup must not end delivery
                 log.exception("webhook dispatcher pass failed")
                 taken = 0
-            if taken and len(self.attempts) < MAX_IN_FLIGHT:
-                continue  # there may be more due
+            if room and taken == room:
+                continue  # it took all it had room for: there may be more due
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._wake.wait()
@@ -130,8 +131,10 @@ class Dispatcher:
         return len(due)
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        full = len(self.attempts) >= MAX_IN_FLIGHT
         self.attempts.discard(task)
-        self._wake.set()  # room for more
+        if full:
+            self._wake.set()  # room again, and deliveries were left waiting for it
 
     async def _attempt(self, delivery: dict[str, Any], target: dict[str, Any] | None) -> None:
         try:
