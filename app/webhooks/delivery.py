@@ -71,6 +71,8 @@ class Dispatcher:
         self.attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self._outcomes: list[tuple[dict[str, Any], dict[str, Any], asyncio.Future[bool]]] = []
+        self._settling: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="tether-webhooks")
@@ -91,6 +93,8 @@ class Dispatcher:
             for task in self.attempts:
                 task.cancel()
             await asyncio.gather(*self.attempts, return_exceptions=True)
+        if self._settling is not None:
+            await asyncio.gather(self._settling, return_exceptions=True)
         await self.sender.close()
 
     async def _run(self) -> None:
@@ -205,8 +209,31 @@ class Dispatcher:
     async def _settle(
         self, delivery: dict[str, Any], values: dict[str, Any], why: str | None
     ) -> bool:
+        """Write how an attempt went; whether it was still this attempt's to write. Outcomes
+        that arrive while a write is under way go together in the next one: one transaction
+        for many deliveries, not one each (the bench's delivery rate was bound by it)."""
         values["last_error"] = why[:512] if why else None
-        async with self.engine.begin() as conn:
-            return await DeliveriesRepository(conn).settle(
-                delivery["id"], delivery["attempts"], values
-            )
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((delivery, values, written))
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.create_task(self._write_outcomes())
+        return await written
+
+    async def _write_outcomes(self) -> None:
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                async with self.engine.begin() as conn:
+                    repo = DeliveriesRepository(conn)
+                    found = [
+                        await repo.settle(delivery["id"], delivery["attempts"], values)
+                        for delivery, values, _ in batch
+                    ]
+            except Exception as exc:  # their leases run out and they are sent again
+                for _, _, written in batch:
+                    if not written.done():  # its attempt may have been cancelled (stop)
+                        written.set_exception(exc)
+                continue
+            for (_, _, written), ok in zip(batch, found, strict=True):
+                if not written.done():
+                    written.set_result(ok)
