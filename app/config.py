@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # How long a background response's stream events are kept for resuming (then a stream of
     # a finished response is rebuilt from the stored response).
     stream_retention_seconds: float = Field(default=86_400.0, gt=0)
+    # Bytes of one response's events logged as they come; past it, its deltas are logged
+    # joined, one a second (app/kit/eventlog.py). Logged a delta each, a word costs some 250
+    # bytes of the broker's memory: a 400 KB answer made an 18 MB stream.
+    stream_max_bytes: int = Field(default=2 * 1024 * 1024, ge=0)
     # Stored responses and chat completions older than this many days are purged (as OpenAI
     # keeps them 30 days); 0: kept forever. Conversations are exempt (app/ops/retention.py).
     retention_days: float = Field(default=30, ge=0)

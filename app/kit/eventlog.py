@@ -7,11 +7,24 @@ n is entry `n+1-0`), so "every event after n" is an exclusive XREAD and a duplic
 refused by Redis itself; the key expires `stream_retention_seconds` after the last append.
 Embedded mode: the response_events table; readers in the writing process are woken at once,
 others poll.
+
+Its size is bounded where events are written (JobEvents), the same for both logs. Logged one
+event a word, an answer cost the broker 45 times its size (a 400 KB echo answer: 70,009
+entries, 18 MB of Redis, seven eighths of it the envelopes of deltas carrying a word each; the
+rest is the text repeated by the closing events). So once a response has `max_bytes`
+(STREAM_MAX_BYTES) logged, its deltas are logged joined, once a second. What a client
+assembles is the same, and the numbering stays contiguous because the writer numbers what it
+logs. Below the cap nothing is joined, so the same answer logs the same events whatever the
+timing (tests compare streams byte for byte). Not done: trimming the stream (XADD MAXLEN)
+drops the start of a stream a client may still replay; and ending the log at the cap would
+leave a follower only the final event (what streaming._ending rebuilds for a log that broke),
+not the text after the cut.
 """
 
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import defaultdict
 from typing import Any, Protocol, cast
@@ -30,6 +43,9 @@ events_table = cast(Table, ResponseEventRow.__table__)
 
 
 class EventLog(Protocol):
+    # Bytes of one response's events its writer logs as they come (JobEvents).
+    max_bytes: int
+
     async def append(self, response_id: str, events: list[dict[str, Any]]) -> None: ...
 
     async def read(self, response_id: str, after: int, block: float) -> list[dict[str, Any]]:
@@ -56,11 +72,14 @@ def _key(response_id: str) -> str:
 
 
 class RedisEventLog:
-    def __init__(self, redis_url: str, retention: float, max_connections: int) -> None:
+    def __init__(
+        self, redis_url: str, retention: float, max_connections: int, max_bytes: int
+    ) -> None:
         # Each waiting follower holds a connection for its XREAD BLOCK, and redis-py's pool
         # raises (rather than waits) past its default of 100: 200 concurrent streams failed.
         self.redis = Redis.from_url(redis_url, max_connections=max_connections)
         self.retention = int(retention)
+        self.max_bytes = max_bytes
 
     async def append(self, response_id: str, events: list[dict[str, Any]]) -> None:
         if not events:
@@ -110,9 +129,10 @@ class RedisEventLog:
 class DbEventLog:
     POLL = 0.05  # seconds, for readers in another process than the writer
 
-    def __init__(self, engine: AsyncEngine, retention: float) -> None:
+    def __init__(self, engine: AsyncEngine, retention: float, max_bytes: int) -> None:
         self.engine = engine
         self.retention = retention
+        self.max_bytes = max_bytes
         # Readers waiting in this process, woken by an append here; others poll.
         self.waiting: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
 
@@ -196,40 +216,117 @@ class DbEventLog:
 def create_event_log(settings: Settings, engine: AsyncEngine) -> EventLog:
     if settings.redis_url:
         return RedisEventLog(
-            settings.redis_url, settings.stream_retention_seconds, settings.redis_max_connections
+            settings.redis_url,
+            settings.stream_retention_seconds,
+            settings.redis_max_connections,
+            settings.stream_max_bytes,
         )
-    return DbEventLog(engine, settings.stream_retention_seconds)
+    return DbEventLog(engine, settings.stream_retention_seconds, settings.stream_max_bytes)
+
+
+# Past its max_bytes, a response's deltas are logged joined this often: a follower still sees
+# the text grow, for one entry a second rather than one a word.
+PAST_CAP_EVERY = 1.0
+
+# What may differ between deltas joined into one: the rest says which part they belong to.
+_JOINED_FIELDS = frozenset({"sequence_number", "delta", "logprobs"})
+
+
+def _is_delta(event: dict[str, Any]) -> bool:
+    return str(event["type"]).endswith(".delta")
+
+
+def _place(delta: dict[str, Any]) -> dict[str, Any]:
+    """Which part a delta extends: its type, item and indexes."""
+    return {k: v for k, v in delta.items() if k not in _JOINED_FIELDS}
+
+
+def _joined(run: list[dict[str, Any]]) -> dict[str, Any]:
+    """Consecutive deltas of one part as one event, their texts (and logprobs) in order."""
+    if len(run) == 1:
+        return run[0]
+    # Joined once: pairwise, a 400 KB answer's 70,000 words would copy some 14 GB.
+    joined = {**run[0], "delta": "".join(e["delta"] for e in run)}
+    if "logprobs" in joined:
+        joined["logprobs"] = [p for e in run for p in e["logprobs"]]
+    return joined
 
 
 class JobEvents:
-    """A job's writer to the log: appends coalesce (deltas arriving while one append is in
-    flight go out together in the next), and a failing log never fails the job (the stored
-    response is the truth; a follower rebuilds the end of a stream from it)."""
+    """A job's writer to the log. Appends batch (events added while one append is in flight go
+    out together in the next), and a failing log never fails the job (the stored response is
+    the truth; a follower rebuilds the end of a stream from it).
+
+    It numbers the events it logs, on from the job's first one, so that a joined delta takes
+    one number and the log stays contiguous (TurnEvents' numbers count every delta). Once the
+    log holds `max_bytes` of this response, consecutive deltas of one part are joined: those
+    followed by another event in a batch at once, a trailing run held back until
+    PAST_CAP_EVERY has passed since the last one logged (or another event comes). So a stream
+    stays whole, and its log holds about max_bytes, then an entry a second, then the closing
+    events (which repeat the whole output four times).
+    """
 
     def __init__(self, log: EventLog, response_id: str) -> None:
         self.log = log
         self.response_id = response_id
         self.pending: list[dict[str, Any]] = []
+        self.held: list[dict[str, Any]] = []  # past the cap: deltas of one part, not logged yet
+        self.next_seq = -1  # of the next event logged; -1: the first added one's
+        self.logged_bytes = 0
+        self.released = -math.inf  # when held deltas were last logged (monotonic)
         self.flushing: asyncio.Task[None] | None = None
         self.broken = False
 
     def add(self, events: list[dict[str, Any]]) -> None:
         if self.broken or not events:
             return
+        if self.next_seq < 0:
+            # The job numbers its first event after whatever is logged (job._next_seq).
+            self.next_seq = int(events[0]["sequence_number"])
         self.pending += events
         if self.flushing is None or self.flushing.done():
             self.flushing = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         while self.pending and not self.broken:
-            batch, self.pending = self.pending, []
+            batch = self._take()
+            if not batch:
+                continue  # all of it held
             try:
                 await self.log.append(self.response_id, batch)
             except Exception:
                 log.exception("event log of %s failed; its stream ends early", self.response_id)
                 self.broken = True
 
+    def _take(self) -> list[dict[str, Any]]:
+        """The pending events to log now, numbered; past the cap, deltas joined, and a trailing
+        run of them held back until PAST_CAP_EVERY has passed."""
+        events, self.held, self.pending = self.held + self.pending, [], []
+        out: list[dict[str, Any]] = []
+        run: list[dict[str, Any]] = []
+        for event in events:
+            if run and not (_is_delta(event) and _place(event) == _place(run[0])):
+                out.append(self._numbered(_joined(run)))
+                run = []
+            if _is_delta(event) and self.logged_bytes >= self.log.max_bytes:
+                run.append(event)
+            else:
+                out.append(self._numbered(event))
+        if run and time.monotonic() - self.released < PAST_CAP_EVERY:
+            self.held = run
+        elif run:
+            self.released = time.monotonic()
+            out.append(self._numbered(_joined(run)))
+        return out
+
+    def _numbered(self, event: dict[str, Any]) -> dict[str, Any]:
+        numbered = {**event, "sequence_number": self.next_seq}
+        self.next_seq += 1
+        self.logged_bytes += len(orjson.dumps(numbered))
+        return numbered
+
     async def drain(self) -> None:
-        """Wait until everything added so far is logged (or the log gave up)."""
+        """Wait until everything added so far is logged (or the log gave up). Deltas held past
+        the cap go out with the closing events, which every finished job adds."""
         while self.flushing is not None and not self.flushing.done():
             await asyncio.shield(self.flushing)
