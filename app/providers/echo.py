@@ -4,6 +4,7 @@ Tokens are estimated at four characters each (the usual rule of thumb for Englis
 estimate also drives `max_output_tokens`, so the incomplete path can be seen without a model.
 """
 
+import asyncio
 import math
 import re
 import time
@@ -13,6 +14,8 @@ from typing import Any
 from app.providers.base import ChatDelta, ChatResult, UpstreamFailure
 
 ECHO_MODEL = "echo"
+# Pieces between turns given to the event loop.
+YIELD_EVERY = 64
 
 
 def _text_of(content: Any) -> str:
@@ -53,7 +56,12 @@ class EchoProvider:
     async def stream(self, payload: dict[str, Any]) -> AsyncGenerator[ChatDelta, None]:
         """The same answer, a word at a time."""
         result = await self.complete(payload)
-        for piece in re.findall(r"\s*\S+\s*|\s+", result.text or ""):
+        for n, piece in enumerate(re.findall(r"\s*\S+\s*|\s+", result.text or "")):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                # A real model's stream waits on the network between pieces; this one never
+                # would, and a long answer would hold the event loop (and every other job's
+                # lease renewal on it) for seconds.
+                await asyncio.sleep(0)
             yield ChatDelta(text=piece)
         yield ChatDelta(finish_reason=result.finish_reason, usage=result.usage)
 
