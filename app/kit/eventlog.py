@@ -31,6 +31,8 @@ from typing import Any, Protocol, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -77,7 +79,11 @@ class RedisEventLog:
     ) -> None:
         # Each waiting follower holds a connection for its XREAD BLOCK, and redis-py's pool
         # raises (rather than waits) past its default of 100: 200 concurrent streams failed.
-        self.redis = Redis.from_url(redis_url, max_connections=max_connections)
+        # Retried on a connection error: after Redis restarts, every pooled connection is
+        # dead, and without a retry the first command on each failed (the chaos suite saw jobs
+        # stop logging their streams, long after Redis was back).
+        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
+        self.redis = Redis.from_url(redis_url, max_connections=max_connections, retry=retry)
         self.retention = int(retention)
         self.max_bytes = max_bytes
 
@@ -227,6 +233,10 @@ def create_event_log(settings: Settings, engine: AsyncEngine) -> EventLog:
 # Past its max_bytes, a response's deltas are logged joined this often: a follower still sees
 # the text grow, for one entry a second rather than one a word.
 PAST_CAP_EVERY = 1.0
+# A log that refuses appends (Redis restarting) is retried every pause for this long; then the
+# job's stream ends early (its stored response is the truth either way).
+APPEND_RETRY_FOR = 30.0
+APPEND_RETRY_PAUSE = 0.5
 
 # What may differ between deltas joined into one: the rest says which part they belong to.
 _JOINED_FIELDS = frozenset({"sequence_number", "delta", "logprobs"})
@@ -275,6 +285,8 @@ class JobEvents:
         self.logged_bytes = 0
         self.released = -math.inf  # when held deltas were last logged (monotonic)
         self.flushing: asyncio.Task[None] | None = None
+        self.unsent: list[dict[str, Any]] = []  # a numbered batch the log refused, to retry
+        self.failing_since: float | None = None
         self.broken = False
 
     def add(self, events: list[dict[str, Any]]) -> None:
@@ -288,15 +300,41 @@ class JobEvents:
             self.flushing = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
-        while self.pending and not self.broken:
-            batch = self._take()
+        while (self.pending or self.unsent) and not self.broken:
+            batch, self.unsent = self.unsent or self._take(), []
             if not batch:
                 continue  # all of it held
             try:
                 await self.log.append(self.response_id, batch)
-            except Exception:
-                log.exception("event log of %s failed; its stream ends early", self.response_id)
-                self.broken = True
+            except Exception as exc:
+                await self._retry_later(batch, exc)
+            else:
+                self.failing_since = None
+
+    async def _retry_later(self, batch: list[dict[str, Any]], exc: Exception) -> None:
+        """Keep a batch the log refused and try again shortly (a broker restarting, say); give
+        up, and let the stream end early, only after APPEND_RETRY_FOR. Events added meanwhile
+        wait behind it, in order."""
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+            log.warning("event log of %s: append failed (%r); retrying", self.response_id, exc)
+        if now - self.failing_since > APPEND_RETRY_FOR:
+            log.error(
+                "event log of %s failed for %.0fs (%r); its stream ends early",
+                self.response_id,
+                APPEND_RETRY_FOR,
+                exc,
+            )
+            self.broken = True
+            return
+        await asyncio.sleep(APPEND_RETRY_PAUSE)
+        try:  # part of the batch may have been written before the failure: not again
+            last = await self.log.last(self.response_id)
+        except Exception:
+            last = None
+        done = -1 if last is None else int(last["sequence_number"])
+        self.unsent = [event for event in batch if event["sequence_number"] > done]
 
     def _take(self) -> list[dict[str, Any]]:
         """The pending events to log now, numbered; past the cap, deltas joined, and a trailing

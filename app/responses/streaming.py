@@ -51,6 +51,18 @@ def obfuscated(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "obfuscation": secrets.token_urlsafe(1 + secrets.randbelow(16))}
 
 
+def error_event(sequence_number: int) -> dict[str, Any]:
+    """OpenAI's `error` stream event: how a stream that failed on our side ends."""
+    return {
+        "type": "error",
+        "sequence_number": sequence_number,
+        "code": "server_error",
+        "message": "The stream failed on the server's side; retrieve the response to see how "
+        "it ended.",
+        "param": None,
+    }
+
+
 def sse(event: dict[str, Any]) -> bytes:
     kind = str(event["type"]).encode()
     return b"event: " + kind + b"\ndata: " + orjson.dumps(event) + b"\n\n"
@@ -125,6 +137,12 @@ async def follow(
         waited_for_end = False
         while True:
             batch = await events.read(response_id, last, block=block)
+            if batch and batch[0]["sequence_number"] != last + 1:
+                # The log lost what came before these (Redis restarted empty, say): it is no
+                # longer the whole stream. Rebuilt from the stored response once it ends.
+                async for event in _rebuilt(engine, project_id, response_id, last):
+                    yield event
+                return
             for event in batch:
                 yield event
                 last = event["sequence_number"]
@@ -148,6 +166,26 @@ async def follow(
             return
     finally:
         STREAM_FOLLOWERS.dec()
+
+
+async def _rebuilt(
+    engine: AsyncEngine, project_id: str, response_id: str, last: int
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The events after `last` of a response whose log is not whole, rebuilt from what was
+    stored, once it has ended (until then there is nothing whole to send)."""
+    while True:
+        async with engine.connect() as conn:
+            row = await ResponsesRepository(conn).get(project_id, response_id)
+        if row is None:
+            return  # deleted meanwhile
+        if row["status"] not in IN_FLIGHT:
+            options = OutputOptions.of(row["params"])
+            replayed = replay_finished(render_response(row), row["background"], options)
+            for event in replayed:
+                if event["sequence_number"] > last:
+                    yield event
+            return
+        await asyncio.sleep(FOLLOW_BLOCK)
 
 
 async def _ending(
