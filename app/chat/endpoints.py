@@ -1,5 +1,6 @@
 """/v1/chat/completions: the proxy, and the stored completions (thin handlers)."""
 
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Annotated, Any, Literal
@@ -17,6 +18,8 @@ from app.kit.listing import MetadataFilter, PageQuery
 from app.kit.sse import EventStreamResponse
 from app.routing import GuardedRoute
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/v1/chat/completions", tags=["chat"], route_class=GuardedRoute)
 
 
@@ -24,9 +27,17 @@ def chunk_stream(
     request: Request, chunks: AsyncGenerator[dict[str, Any], None]
 ) -> StreamingResponse:
     async def body() -> AsyncGenerator[bytes, None]:
-        async with aclosing(chunks):  # closed with the answer, whichever way it ends
-            async for chunk in chunks:
-                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        try:
+            async with aclosing(chunks):  # closed with the answer, whichever way it ends
+                async for chunk in chunks:
+                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        except Exception:
+            # The status line is sent: told in the stream, as OpenAI does, never a cut.
+            log.exception("a chat completion stream failed")
+            failed = {"message": "The stream failed on the server's side.", "type": "server_error"}
+            yield b"data: " + orjson.dumps({"error": {**failed, "param": None, "code": None}})
+            yield b"\n\n"
+            return
         yield b"data: [DONE]\n\n"
 
     stall = request.app.state.settings.stream_stall_seconds

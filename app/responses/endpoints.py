@@ -1,5 +1,6 @@
 """/v1/responses: thin handlers (parse, who is asking, call the service, answer)."""
 
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Annotated, Any
@@ -18,6 +19,8 @@ from app.responses.domain import ResponseStatus
 from app.responses.schemas import CountTokensRequest, CreateResponseRequest
 from app.routing import GuardedRoute
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/v1/responses", tags=["responses"], route_class=GuardedRoute)
 
 
@@ -28,9 +31,17 @@ def event_stream(
     request: Request, events: AsyncGenerator[dict[str, Any], None], obfuscate: bool = False
 ) -> StreamingResponse:
     async def body() -> AsyncGenerator[bytes, None]:
-        async with aclosing(events):  # closed with the answer, whichever way it ends
-            async for event in events:
-                yield streaming.sse(streaming.obfuscated(event) if obfuscate else event)
+        last = -1
+        try:
+            async with aclosing(events):  # closed with the answer, whichever way it ends
+                async for event in events:
+                    last = event["sequence_number"]
+                    yield streaming.sse(streaming.obfuscated(event) if obfuscate else event)
+        except Exception:
+            # The status line is sent: a failure (the database or the broker gone mid-stream)
+            # can only be told in the stream, as OpenAI's `error` event, never a cut.
+            log.exception("a response stream failed after event %d", last)
+            yield streaming.sse(streaming.error_event(last + 1))
 
     stall = request.app.state.settings.stream_stall_seconds
     return EventStreamResponse(body(), stall, SSE_HEADERS)
