@@ -41,6 +41,7 @@ class EventStreamResponse(StreamingResponse):
             )
             # Closed here, not whenever it is collected: its `finally` ends the turn now.
             await self.events.aclose()
-            # Answering on is pointless (nothing is read): the server closes the connection.
-            raise OSError("the client stopped reading") from None
+            # No end of the body (nothing is read any more): returning without it makes the
+            # server close the connection.
+            return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
