@@ -58,6 +58,11 @@ async def execute(
         log_.warning("response %s: ran past its time limit of %ss; failed", job.id, limit)
         message = f"The response ran past its time limit of {limit:g} seconds (JOB_TIME_LIMIT)."
         return stream.fail(UpstreamFailure("timeout", message))
+    except Exception:
+        # A fault of ours (a row this version cannot read, say): failed now, with the reason
+        # in the log, rather than crashing every attempt until the sweeper gives up on it.
+        log_.exception("response %s: the job failed on the server's side", job.id)
+        return stream.fail(UpstreamFailure("server", "The job failed on the server's side."))
 
 
 async def _run(
