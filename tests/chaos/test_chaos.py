@@ -4,20 +4,19 @@ streams running while a fault strikes, then the invariants of DESIGN §6 checked
 The services are the run's own (tests/chaos/harness.py): its PostgreSQL cluster, its
 redis-server, the API as a subprocess, two Celery workers, and the fake model server behind a
 fault proxy. Each fault is a test of its own, so a failure names the fault and, in its message,
-every invariant it broke with the evidence.
+every invariant it broke with the evidence. The queue's length under a backlog and deleting a
+running job are checked on their own in tests/faults/, where a fault of one kind needs no stack.
 """
 
-import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import openai
 import pytest
 
 from tests.chaos import invariants
-from tests.chaos.harness import FAULTS, Stack, WorkerPool
-from tests.chaos.load import Ledger, Outcome, Traffic, eventually, inject, load_built_up, sdk
-from tests.harness import poll_status, query, wait_until
+from tests.chaos.harness import FAULTS, Stack
+from tests.chaos.load import Ledger, Outcome, Traffic, inject, load_built_up, sdk
+from tests.harness import query, wait_until
 
 # After the fault ended, every accepted response must be terminal within this: a lost worker's
 # lease (3 s) and a requeue (3 s), three hung model calls (3 x 3 s), and room for a loaded CI.
@@ -110,54 +109,6 @@ class TestUnderLoad:
         )
 
 
-class TestQueue:
-    def test_queued_jobs_are_published_once(self, stack: Stack, client: openai.OpenAI) -> None:
-        """The sweeper hands a queued row to Redis again only when its message was lost: with
-        every worker slot busy and jobs waiting, the Celery queue (a Redis list named after the
-        queue) holds about one message per queued row, however long they wait; and each of
-        them runs once when a slot frees up."""
-        settings = stack.settings
-        stack.workers.stop_all()
-        blocker = f"chaos-hold-{uuid.uuid4().hex[:6]}"
-        stack.fake.script(blocker, delay=60.0)
-        # One worker with two slots, held by two model calls that outlast the watch below.
-        patient = settings.model_copy(update={"upstream_timeout": 120.0})
-        pool = WorkerPool(patient, size=1, concurrency=2)
-        pool.heal()
-        ledger = Ledger()
-        try:
-            holding = [
-                client.responses.create(model=blocker, input=f"hold-{n}", background=True)
-                for n in range(2)
-            ]
-            for held in holding:
-                poll_status(client, held.id, until=("in_progress",), timeout=20)
-            Traffic(stack, ledger).burst(20, model="fast")
-            excess = []  # messages in Redis beyond the rows waiting, sampled together
-            # Watched over three requeue periods: a sweeper that re-publishes every waiting row
-            # each period shows here as a list that grows by the backlog each time.
-            deadline = time.monotonic() + 3 * settings.job_requeue_after + 1
-            while time.monotonic() < deadline:
-                waiting = query(
-                    settings.database_url, "SELECT count(*) FROM responses WHERE status = 'queued'"
-                )[0][0]
-                excess.append(stack.redis.llen(settings.celery_queue) - int(str(waiting)))
-                time.sleep(0.25)  # between samples
-            for held in holding:
-                client.responses.cancel(held.id)
-            settled = invariants.settle(client, ledger, ledger.snapshot(), SETTLE_SECONDS)
-        finally:
-            pool.stop_all()
-        assert ledger.accepted() == 20
-        assert max(excess) <= 2, f"Redis held up to {max(excess)} messages more than queued rows"
-        problems = invariants.every_accepted_response_terminal(ledger, settled)
-        problems += invariants.none_completed_twice(stack, ledger, settled)
-        problems += [
-            f"{i} {r.status}" for i, r in settled.finals.items() if r.status != "completed"
-        ]
-        assert not problems, problems
-
-
 class TestRedisRestart:
     def test_jobs_after_a_quiet_restart_stream_in_full(
         self, stack: Stack, client: openai.OpenAI
@@ -182,27 +133,3 @@ class TestRedisRestart:
             "answers well-formed and in time": invariants.answers_well_formed(ledger),
         }
         assert not any(found.values()), invariants.render(found)
-
-
-class TestDelete:
-    def test_deleting_a_running_response_stops_its_model_call(
-        self, stack: Stack, client: openai.OpenAI
-    ) -> None:
-        model = f"chaos-delete-{uuid.uuid4().hex[:6]}"
-        stack.fake.script(model, delay=30.0)
-        # A worker whose model calls would not time out before the check below does.
-        stack.workers.stop_all()
-        pool = WorkerPool(stack.settings.model_copy(update={"upstream_timeout": 120.0}), size=1)
-        pool.heal()
-        try:
-            created = client.responses.create(model=model, input="long", background=True)
-            poll_status(client, created.id, until=("in_progress",), timeout=20)
-            wait_until(lambda: len(stack.fake.requests(model)) == 1, what="the model call")
-            client.responses.delete(created.id)
-            with pytest.raises(openai.NotFoundError):
-                client.responses.retrieve(created.id)
-            # As a cancel does: the worker notices within its poll interval and hangs up.
-            stopped = eventually(lambda: stack.fake.abandoned(model) == 1, timeout=5)
-        finally:
-            pool.stop_all()
-        assert stopped, "the model call of a deleted response was still running 5 s later"
