@@ -18,6 +18,7 @@ from app.config import Settings
 from tests.conftest import SMALL_POOL, UPSTREAM_TIMEOUT, sdk
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ServerThread, migrated_database, running_server
+from tests.webhooks.helpers import Made
 from tests.webhooks.receiver import Receiver
 
 # Loopback receivers over http, retries a fraction of a second apart.
@@ -86,3 +87,12 @@ def start_webhook_server(webhook_settings: Settings) -> StartServer:
         return running_server(webhook_settings.model_copy(update=changes))
 
     return start
+
+
+@pytest.fixture
+def made(client: openai.OpenAI, receiver: Receiver) -> Iterator[Made]:
+    """Endpoints made through the SDK, deleted when the test ends: they live in the default
+    project, which every test's background responses send to."""
+    helper = Made(client, receiver)
+    yield helper
+    helper.cleanup()
