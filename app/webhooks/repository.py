@@ -2,6 +2,7 @@
 the delivery queries serve the dispatchers (every project) and the operators' views."""
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -11,6 +12,16 @@ from app.kit.listing import PageQuery, paged
 from app.webhooks.outbox import DELIVERED, FAILED, PENDING, deliveries, endpoints
 
 _e, _d = endpoints.c, deliveries.c
+
+
+def signing_keys(row: Mapping[str, Any], now: float) -> list[str]:
+    """The secrets an endpoint's deliveries are signed with now: its own, and the one a
+    rotation kept, until that one's window closes."""
+    keys = [row["secret"]]
+    expires = row["previous_secret_expires_at"]
+    if row["previous_secret"] is not None and expires is not None and expires > now:
+        keys.append(row["previous_secret"])
+    return keys
 
 
 class EndpointsRepository:
@@ -49,7 +60,6 @@ class EndpointsRepository:
 
     async def delete(self, project_id: str, endpoint_id: str) -> bool:
         """Gone with its deliveries (the foreign key cascades)."""
-        await self.db.execute(delete(deliveries).where(_d.endpoint_id == endpoint_id))
         found = await self.db.execute(
             delete(endpoints)
             .where(_e.id == endpoint_id, _e.project_id == project_id)
@@ -61,15 +71,14 @@ class EndpointsRepository:
         """For each endpoint still there: its URL, whether it is disabled, and the secrets a
         delivery is signed with now (the old one too, within its rotation window)."""
         found = await self.db.execute(select(endpoints).where(_e.id.in_(ids)))
-        out: dict[str, dict[str, Any]] = {}
-        for row in found.mappings():
-            keys = [row["secret"]]
-            expires = row["previous_secret_expires_at"]
-            if row["previous_secret"] is not None and expires is not None and expires > now:
-                keys.append(row["previous_secret"])
-            out[row["id"]] = {"url": row["url"], "disabled": row["disabled_at"] is not None}
-            out[row["id"]]["secrets"] = keys
-        return out
+        return {
+            row["id"]: {
+                "url": row["url"],
+                "disabled": row["disabled_at"] is not None,
+                "secrets": signing_keys(dict(row), now),
+            }
+            for row in found.mappings()
+        }
 
     async def disable(self, endpoint_id: str, reason: str) -> None:
         """The receiver said 410 Gone: no more deliveries, and those still owed fail."""

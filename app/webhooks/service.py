@@ -13,7 +13,7 @@ from app.kit.ids import new_id, now_seconds
 from app.kit.listing import PageQuery
 from app.webhooks import signing
 from app.webhooks.outbox import EVENT_TYPES, PENDING, envelope
-from app.webhooks.repository import DeliveriesRepository, EndpointsRepository
+from app.webhooks.repository import DeliveriesRepository, EndpointsRepository, signing_keys
 from app.webhooks.schemas import CreateEndpoint, UpdateEndpoint
 from app.webhooks.transport import Sender, url_problem
 
@@ -200,16 +200,11 @@ async def test(
     """Send one sample event of `event_type` now, signed as a real one, and answer with the
     receiver's status code. Not retried, not kept."""
     check_event_type(event_type, "event_type")
-    async with engine.connect() as conn:
-        repo = EndpointsRepository(conn)
-        targets = await repo.signing_secrets([endpoint_id], time.time())
-        row = await repo.get(project_id, endpoint_id)
-    if row is None or endpoint_id not in targets:
-        raise not_found(endpoint_id)
+    row = await get_row(engine, project_id, endpoint_id)
     event = envelope(event_type, new_id("resp"), now_seconds())
     body = orjson.dumps(event)
-    webhook_id = new_id("wh")
-    headers = signing.headers(targets[endpoint_id]["secrets"], webhook_id, now_seconds(), body)
+    keys = signing_keys(row, time.time())
+    headers = signing.headers(keys, new_id("wh"), now_seconds(), body)
     sent = await sender.post(row["url"], body, headers)
     if sent.status is None:
         # The caller's receiver, not Tether, failed: a 400 that says why (a 5xx would have the
