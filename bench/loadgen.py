@@ -8,6 +8,7 @@ count, so the numbers do not depend on how the warm-up ended.
 
 import asyncio
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -29,6 +30,7 @@ class Result:
     seconds: float  # from the start of the window until the last measured request answered
     latencies_ms: list[float]  # of the successful requests, sorted
     first_error: str | None = None
+    cpu_ms: float | None = None  # the server process's CPU time per measured request
 
     @property
     def rps(self) -> float:
@@ -49,12 +51,35 @@ class Result:
         return self.percentile(0.99)
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name (field 2) may hold spaces; the fields after its ")" are fixed.
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_load(
-    name: str, call: Call, *, concurrency: int, seconds: float, warmup: float
+    name: str,
+    call: Call,
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    pid: int | None = None,
 ) -> Result:
+    """Load `call`; with `pid`, also the CPU that server process spent per measured request.
+    CPU per request holds steady on a shared machine, where req/s and latency drift with
+    whatever else runs."""
     measure_from = time.perf_counter() + warmup
     stop_at = measure_from + seconds
     result = Result(name=name, requests=0, errors=0, seconds=0.0, latencies_ms=[])
+    cpu_from: list[float] = []
+
+    async def mark_window() -> None:
+        await asyncio.sleep(warmup)
+        if pid is not None:
+            cpu_from.append(cpu_seconds(pid))
 
     async def worker() -> None:
         while (started := time.perf_counter()) < stop_at:
@@ -74,8 +99,10 @@ async def run_load(
                 result.errors += 1
                 result.first_error = result.first_error or detail
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(mark_window(), *(worker() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - measure_from
+    if pid is not None and result.requests:
+        result.cpu_ms = (cpu_seconds(pid) - cpu_from[0]) * 1000 / result.requests
     result.latencies_ms.sort()
     return result
 
@@ -91,8 +118,10 @@ async def run_scenarios(
     concurrency: int,
     seconds: float,
     warmup: float,
+    pids: Mapping[str, int] | None = None,
 ) -> dict[str, Result]:
-    """Set up and load each named scenario in turn; one that cannot be set up is skipped."""
+    """Set up and load each named scenario in turn; one that cannot be set up is skipped.
+    `pids`: the server process whose CPU per request to measure, by scenario name."""
     results: dict[str, Result] = {}
     for name in names:
         print(f"{name}: {warmup:g}s warm-up + {seconds:g}s", flush=True)
@@ -101,7 +130,10 @@ async def run_scenarios(
         except (SetupError, aiohttp.ClientError, OSError) as exc:
             print(f"  setup failed, skipping: {exc}", file=sys.stderr)
             continue
-        result = await run_load(name, call, concurrency=concurrency, seconds=seconds, warmup=warmup)
+        pid = (pids or {}).get(name)
+        result = await run_load(
+            name, call, concurrency=concurrency, seconds=seconds, warmup=warmup, pid=pid
+        )
         if result.first_error:
             print(f"  first error: {result.first_error}", file=sys.stderr)
         results[name] = result
@@ -110,11 +142,14 @@ async def run_scenarios(
 
 def table(results: list[Result]) -> str:
     width = max([len("scenario"), *(len(r.name) for r in results)])
-    row = "{:<" + str(width) + "}  {:>9}  {:>9}  {:>8}  {:>8}  {:>7}"
-    lines = [row.format("scenario", "requests", "req/s", "p50 ms", "p99 ms", "errors")]
+    cpu = any(r.cpu_ms is not None for r in results)
+    row = "{:<" + str(width) + "}  {:>9}  {:>9}  {:>8}  {:>8}  {:>7}" + ("  {:>10}" if cpu else "")
+    head = ["scenario", "requests", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/req"]
+    lines = [row.format(*head)]
     for r in results:
         rps, p50, p99 = f"{r.rps:.1f}", f"{r.p50:.2f}", f"{r.p99:.2f}"
-        lines.append(row.format(r.name, r.requests, rps, p50, p99, r.errors))
+        per = "" if r.cpu_ms is None else f"{r.cpu_ms:.3f}"
+        lines.append(row.format(r.name, r.requests, rps, p50, p99, r.errors, per))
     return "\n".join(lines)
 
 

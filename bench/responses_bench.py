@@ -14,6 +14,7 @@ Starts nothing itself (see bench/README.md). Scenarios, in order:
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import sys
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--retrieve-ids", type=int, default=200, help="ids the retrieve cycles")
     parser.add_argument("--depth", type=int, default=200, help="length of the turn chain")
     parser.add_argument("--only", default=None, help="comma-separated scenario names (or prefixes)")
+    parser.add_argument("--api-pid", type=int, help="Tether's process: adds CPU ms per request")
+    parser.add_argument("--reference-pid", type=int, help="the minimal handler's process, same")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the chosen scenarios this many times, alternately, and report each one's "
+        "median round: drift on a shared machine then hits every scenario alike",
+    )
     parser.add_argument(
         "--reference",
         default=None,
@@ -178,10 +188,15 @@ def report(results: dict[str, Result], depth: int) -> None:
             ratio >= CREATE_VS_UPSTREAM_MIN,
         )
     reference = results.get("minimal handler create")
-    if upstream and create and reference and upstream.rps > 0 and reference.rps > 0:
+    if upstream and reference and upstream.rps > 0:
+        print(f"minimal handler / upstream direct req/s: {reference.rps / upstream.rps:.2f}")
+    if create and reference and reference.rps > 0:
+        print(f"Tether create / minimal handler req/s: {create.rps / reference.rps:.2f}")
+    if create and reference and create.cpu_ms and reference.cpu_ms:
         print(
-            f"minimal handler / upstream direct req/s: {reference.rps / upstream.rps:.2f}; "
-            f"Tether create / minimal handler: {create.rps / reference.rps:.2f}"
+            f"CPU per request, minimal handler / Tether create: "
+            f"{reference.cpu_ms / create.cpu_ms:.2f} "
+            f"({reference.cpu_ms:.3f} / {create.cpu_ms:.3f} ms)"
         )
     if retrieve := results.get("retrieve"):
         check(
@@ -206,17 +221,52 @@ async def main(args: argparse.Namespace) -> int:
         bench = Bench(session, args)
         scenarios = bench.scenarios()
         names = [n for n in scenarios if args.reference or n != "minimal handler create"]
-        results = await run_scenarios(
-            scenarios,
-            select(names, args.only),
-            concurrency=args.concurrency,
-            seconds=args.seconds,
-            warmup=args.warmup,
-        )
+        rounds: list[dict[str, Result]] = []
+        for n in range(args.rounds):
+            if args.rounds > 1:
+                print(f"\n== round {n + 1} of {args.rounds}", flush=True)
+            rounds.append(
+                await run_scenarios(
+                    scenarios,
+                    select(names, args.only),
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                    pids=server_pids(args, names),
+                )
+            )
     loop = "uvloop" if uvloop_in_use() else "asyncio"
     print(f"\nconcurrency {args.concurrency}, model {args.model!r}, client on {loop}")
+    if args.rounds > 1:
+        print("\nevery round:")
+        print(table([_tagged(r, n) for n, results in enumerate(rounds) for r in results.values()]))
+        print("\nthe median round of each scenario (by req/s):")
+    results = median_rounds(rounds)
     report(results, args.depth)
     return 0 if results else 1
+
+
+def server_pids(args: argparse.Namespace, names: list[str]) -> dict[str, int]:
+    """Which process serves each scenario, where its pid was given."""
+    pids = {}
+    for name in names:
+        pid = args.reference_pid if name == "minimal handler create" else args.api_pid
+        if pid is not None and name != "upstream direct":
+            pids[name] = pid
+    return pids
+
+
+def _tagged(result: Result, n: int) -> Result:
+    return dataclasses.replace(result, name=f"{result.name} [round {n + 1}]")
+
+
+def median_rounds(rounds: list[dict[str, Result]]) -> dict[str, Result]:
+    """Per scenario, its round of median req/s (the lower middle one of an even count)."""
+    medians: dict[str, Result] = {}
+    for name in rounds[0]:
+        runs = sorted((r[name] for r in rounds if name in r), key=lambda r: r.rps)
+        medians[name] = runs[(len(runs) - 1) // 2]
+    return medians
 
 
 if __name__ == "__main__":
