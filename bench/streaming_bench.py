@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from loadgen import run
+from loadgen import rss_bytes, run
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 SYNC_OVER_UPSTREAM_MAX_MS = 15.0
@@ -40,6 +40,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
     parser.add_argument("--tokens", type=int, default=100, help="words in each streamed answer")
     parser.add_argument("--chunk-delay", type=float, default=0.01, help="upstream s per token")
+    parser.add_argument("--api-pid", type=int, help="the API's process: its memory per stream")
+    parser.add_argument("--worker-pid", type=int, help="the worker's process: the same")
     return parser.parse_args()
 
 
@@ -143,11 +145,20 @@ async def concurrent(args: argparse.Namespace, session: aiohttp.ClientSession) -
     answer = " ".join(f"t{n}" for n in range(args.tokens))
     await script(session, args.upstream, model, reply=answer, chunk_delay=args.chunk_delay)
     # The fake streams one word per delta, its whitespace attached.
+    pids = {"API": args.api_pid, "worker": args.worker_pid}
+    before = {name: rss_bytes(pid) for name, pid in pids.items() if pid is not None}
+    peak = dict(before)
     started = time.perf_counter()
-    results = await asyncio.gather(
+    streams = asyncio.gather(
         *(one_stream(session, args.api, model, answer) for _ in range(args.streams)),
         return_exceptions=True,
     )
+    while not streams.done():  # the peak: while every stream is open at once
+        for name, pid in pids.items():
+            if pid is not None:
+                peak[name] = max(peak[name], rss_bytes(pid))
+        await asyncio.wait([streams], timeout=0.05)
+    results = streams.result()
     elapsed = time.perf_counter() - started
     problems = [r for r in results if r is not None]
     ideal = args.tokens * args.chunk_delay
@@ -158,6 +169,12 @@ async def concurrent(args: argparse.Namespace, session: aiohttp.ClientSession) -
     )
     for problem in problems[:5]:
         print(f"  {problem!r}")
+    for name, start in before.items():
+        grown = peak[name] - start
+        print(
+            f"{name} RSS: {start / 2**20:.0f} MB before, {peak[name] / 2**20:.0f} MB at the peak: "
+            f"{grown / args.streams / 1024:.0f} KB per live stream"
+        )
 
 
 async def main(args: argparse.Namespace) -> int:
