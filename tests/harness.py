@@ -185,3 +185,13 @@ def poll_status(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{response_id} still {response.status} after {timeout}s")
         time.sleep(0.02)
+
+
+def streamed_background(client: openai.OpenAI, **params: object) -> Response:
+    """A background response created with stream=true, as a client that means to follow it
+    creates one (only such a one is logged as it runs, as on OpenAI). The stream is left after
+    its first event; the job goes on. Returns the response as that event showed it."""
+    with client.responses.create(background=True, stream=True, **params) as stream:  # type: ignore[call-overload]
+        for event in stream:
+            return event.response  # type: ignore[no-any-return]
+    raise AssertionError("the stream ended before its first event")

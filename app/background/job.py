@@ -3,6 +3,11 @@
 The model call is built and the turn ended by app/responses/turn.py, as for every other turn;
 what is the job's own is the claim, the retries of transient upstream failures, the event log,
 and the time limit.
+
+Only a job created with stream=true has an event log: as on OpenAI, only such a response can be
+streamed while it runs. Any other asks the model for its answer in one piece, as a synchronous
+create does, and logs nothing (following it gives its events rebuilt from the stored response
+once it ends: app/responses/streaming.py). The log was most of such a job's cost.
 """
 
 import asyncio
@@ -18,11 +23,11 @@ from app.ops.metrics import JOB_RETRIES
 from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
 from app.responses import turn
-from app.responses.domain import FinalValues, ResponseStatus
+from app.responses.domain import FinalValues, ResponseStatus, logs_events
 from app.responses.events import TurnEvents
 from app.responses.render import render_response
 from app.responses.repository import ResponsesRepository
-from app.responses.translate import OutputOptions
+from app.responses.translate import OutputOptions, completed_values, failed_values
 
 log_ = logging.getLogger(__name__)
 
@@ -44,12 +49,14 @@ async def execute(
     its final compare-and-set succeeded: no stream ever says `completed` for a response the
     database says was cancelled.
     """
-    # A re-run after a lost worker continues the numbering: a resuming client never sees a
-    # sequence number twice (it may see the lost attempt's partial output before this one's).
     options = OutputOptions.of(job.row["params"])
-    next_seq = await _next_seq(events, job)
-    stream = TurnEvents(render_response(job.row), next_seq=next_seq, options=options)
-    events.add([stream.lifecycle("response.in_progress", status=ResponseStatus.IN_PROGRESS)])
+    stream: TurnEvents | None = None
+    if logs_events(job.row["params"]):
+        # A re-run after a lost worker continues the numbering: a resuming client never sees a
+        # sequence number twice (it may see the lost attempt's partial output before this one's).
+        next_seq = await _next_seq(events, job)
+        stream = TurnEvents(render_response(job.row), next_seq=next_seq, options=options)
+        events.add([stream.lifecycle("response.in_progress", status=ResponseStatus.IN_PROGRESS)])
     limit = settings.job_time_limit_seconds
     try:
         async with asyncio.timeout(limit):
@@ -57,12 +64,16 @@ async def execute(
     except TimeoutError:
         log_.warning("response %s: ran past its time limit of %ss; failed", job.id, limit)
         message = f"The response ran past its time limit of {limit:g} seconds (JOB_TIME_LIMIT)."
-        return stream.fail(UpstreamFailure("timeout", message))
+        return _failed(stream, UpstreamFailure("timeout", message))
     except Exception:
         # A fault of ours (a row this version cannot read, say): failed now, with the reason
         # in the log, rather than crashing every attempt until the sweeper gives up on it.
         log_.exception("response %s: the job failed on the server's side", job.id)
-        return stream.fail(UpstreamFailure("server", "The job failed on the server's side."))
+        return _failed(stream, UpstreamFailure("server", "The job failed on the server's side."))
+
+
+def _failed(stream: TurnEvents | None, failure: UpstreamFailure) -> Ending:
+    return stream.fail(failure) if stream is not None else (failed_values(failure), [])
 
 
 async def _run(
@@ -71,22 +82,27 @@ async def _run(
     settings: Settings,
     events: JobEvents,
     job: Claim,
-    stream: TurnEvents,
+    stream: TurnEvents | None,
 ) -> Ending:
     try:
         provider = providers.for_model(job.row["model"])
         payload = await turn.build_payload(engine, providers, job.row, accepted=True)
     except APIError as exc:  # the model or the conversation went away since the create
-        return stream.fail(UpstreamFailure("client", exc.message))
+        return _failed(stream, UpstreamFailure("client", exc.message))
+    messages = job.row["messages"]
     for retry in range(settings.job_upstream_retries + 1):
         try:
+            if stream is None:
+                result = await provider.complete(payload)
+                return completed_values(result, messages, OutputOptions.of(job.row["params"])), []
             async for delta in provider.stream(payload):
                 events.add(stream.delta(delta))
-            return stream.finish(job.row["messages"])
+            return stream.finish(messages)
         except UpstreamFailure as failure:
             # Retried only while nothing was streamed: a client may already hold those deltas.
-            if not failure.transient or retry == settings.job_upstream_retries or stream.items:
-                return stream.fail(failure)
+            streamed_some = stream is not None and stream.items
+            if not failure.transient or retry == settings.job_upstream_retries or streamed_some:
+                return _failed(stream, failure)
             log_.info(
                 "response %s: transient upstream failure (%s), retrying", job.id, failure.message
             )

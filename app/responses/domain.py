@@ -28,6 +28,7 @@ class TurnParams(TypedDict):
     needs (with the row's model, instructions and messages) to build the same model call."""
 
     store: bool
+    stream: NotRequired[bool]  # absent from rows stored before it was kept
     max_output_tokens: int | None
     max_tool_calls: int | None
     parallel_tool_calls: bool
@@ -47,6 +48,13 @@ class TurnParams(TypedDict):
     include: list[str]
     context_management: list[dict[str, Any]] | None
     conversation_id: str | None
+
+
+def logs_events(params: TurnParams) -> bool:
+    """Whether a background response's events go to the event log as it runs: only one created
+    with stream=true can be streamed (as on OpenAI), so only its events are kept. Rows from
+    before this was recorded were always logged, and still are."""
+    return params.get("stream", True)
 
 
 class StoredResponse(TypedDict):

@@ -77,6 +77,9 @@ def check_request(req: CreateResponseRequest) -> TurnParams:
     tools = check_tools(req.tools)
     return {
         "store": req.store,
+        # Whether its events are logged as it runs (a background response's only way to be
+        # streamed: app/background/job.py).
+        "stream": bool(req.stream),
         "max_output_tokens": req.max_output_tokens,
         "max_tool_calls": req.max_tool_calls,
         "parallel_tool_calls": req.parallel_tool_calls,

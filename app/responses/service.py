@@ -36,6 +36,7 @@ from app.responses.domain import (
     ResponseRecord,
     ResponseStatus,
     StoredResponse,
+    logs_events,
 )
 from app.responses.events import TurnEvents
 from app.responses.leases import TurnLeases
@@ -270,13 +271,15 @@ async def _start_background(
             )
     if earlier := await _store(deps, row, ended=False):
         return earlier
-    opening = TurnEvents(render_response(row))
-    try:
-        await deps.events.append(
-            row["id"], [opening.lifecycle("response.created"), opening.lifecycle("response.queued")]
-        )
-    except Exception:  # the job runs all the same; only its stream lacks the first events
-        log.exception("could not log the first events of %s", row["id"])
+    if logs_events(row["params"]):
+        opening = TurnEvents(render_response(row))
+        try:
+            await deps.events.append(
+                row["id"],
+                [opening.lifecycle("response.created"), opening.lifecycle("response.queued")],
+            )
+        except Exception:  # the job runs all the same; only its stream lacks the first events
+            log.exception("could not log the first events of %s", row["id"])
     # After the commit: a worker must find the row. Should this fail, the row is queued all
     # the same and the sweeper hands it to the queue again.
     await deps.enqueuer.enqueue([row["id"]])

@@ -13,7 +13,7 @@ from app.jobs import RUN_RESPONSE_TASK, celery_client
 from tests.background.harness import Worker
 from tests.conftest import sdk
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import poll_status, query, running_server, wait_until
+from tests.harness import poll_status, query, running_server, streamed_background, wait_until
 
 
 class TestLifecycle:
@@ -287,7 +287,7 @@ class TestNothingLost:
         fake_upstream.script(model, reply=reply, chunks=8, chunk_delay=0.3)
         first = Worker(settings).start()
         with running_server(settings) as srv, sdk(srv.url) as client:
-            created = client.responses.create(model=model, input="go", background=True)
+            created = streamed_background(client, model=model, input="go")
             with client.responses.retrieve(created.id, stream=True) as stream:
                 for event in stream:
                     if event.type == "response.output_text.delta":
@@ -357,7 +357,7 @@ class TestStreaming:
     def test_an_expired_redis_log_is_rebuilt(
         self, bg_client: openai.OpenAI, celery_settings: Settings, model: str
     ) -> None:
-        created = bg_client.responses.create(model=model, input="old", background=True)
+        created = streamed_background(bg_client, model=model, input="old")
         poll_status(bg_client, created.id)
         redis = Redis.from_url(str(celery_settings.redis_url))
         try:
@@ -375,7 +375,7 @@ class TestStreaming:
     def test_the_log_expires(
         self, bg_client: openai.OpenAI, celery_settings: Settings, model: str
     ) -> None:
-        created = bg_client.responses.create(model=model, input="x", background=True)
+        created = streamed_background(bg_client, model=model, input="x")
         poll_status(bg_client, created.id)
         redis = Redis.from_url(str(celery_settings.redis_url))
         try:

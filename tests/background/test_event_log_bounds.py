@@ -32,6 +32,7 @@ from tests.harness import (
     poll_status,
     query,
     running_server,
+    streamed_background,
     wait_until,
 )
 
@@ -139,7 +140,7 @@ class TestRedisLog:
         self, echo_client: openai.OpenAI, redis: Redis
     ) -> None:
         text = words(ECHO_BYTES)
-        created = echo_client.responses.create(model="echo", input=text, background=True)
+        created = streamed_background(echo_client, model="echo", input=text)
         done = poll_status(echo_client, created.id, timeout=60)
         assert (done.status, done.output_text) == ("completed", text)
         wait_for_the_logged_end(redis, created.id)
@@ -233,7 +234,7 @@ class TestEmbeddedLog:
     ) -> None:
         database_url, client = embedded
         text = words(ECHO_BYTES)
-        created = client.responses.create(model="echo", input=text, background=True)
+        created = streamed_background(client, model="echo", input=text)
         done = poll_status(client, created.id, timeout=60)
         assert done.output_text == text
 

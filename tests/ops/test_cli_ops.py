@@ -25,7 +25,7 @@ from app.ops import export as exporting
 from tests.auth.harness import Cli
 from tests.conftest import sdk
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import TEST_REDIS_URL, poll_status, query, running_server
+from tests.harness import TEST_REDIS_URL, poll_status, query, running_server, streamed_background
 from tests.ops.test_retention import backdate, backdate_chat
 
 MESSAGE = TypeAdapter(ChatCompletionMessageParam)
@@ -89,7 +89,7 @@ class TestJobs:
     ) -> None:
         fake_upstream.script(model, status=400, error_message="no such thing")
         with running_server(own_settings) as server, sdk(server.url) as client:
-            job = client.responses.create(model=model, input="try me", background=True)
+            job = streamed_background(client, model=model, input="try me")
             assert poll_status(client, job.id).status == "failed"
             fake_upstream.script(model, reply="Second time lucky.")
 

@@ -15,7 +15,7 @@ from app.config import Settings
 from app.ops import metrics
 from tests.conftest import StartServer, sdk
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import ServerThread, poll_status, running_server
+from tests.harness import ServerThread, poll_status, running_server, streamed_background
 from tests.ops.harness import ADMIN_KEY, scrape, value
 
 RESPONSE = "/v1/responses/{response_id}"
@@ -111,7 +111,7 @@ class TestTraffic:
         fake_upstream: FakeUpstream,
     ) -> None:
         fake_upstream.script(model, reply="one two three", chunks=3, chunk_delay=0.2)
-        job = admin_client.responses.create(model=model, input="x", background=True)
+        job = streamed_background(admin_client, model=model, input="x")
         baseline = value(scrape(admin_server.url), "tether_stream_followers")
         with admin_client.responses.retrieve(job.id, stream=True) as stream:
             events = iter(stream)

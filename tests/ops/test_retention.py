@@ -13,7 +13,15 @@ from app.ops import retention
 from app.ops.retention import Purged, RetentionSchedule
 from tests.conftest import sdk
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import TEST_REDIS_URL, execute, poll_status, query, running_server, wait_until
+from tests.harness import (
+    TEST_REDIS_URL,
+    execute,
+    poll_status,
+    query,
+    running_server,
+    streamed_background,
+    wait_until,
+)
 
 DAY = 86_400
 
@@ -73,7 +81,7 @@ class TestRule:
             in_conversation = client.responses.create(
                 model=model, input="kept in its conversation", conversation=conversation.id
             )
-            job = client.responses.create(model=model, input="a background one", background=True)
+            job = streamed_background(client, model=model, input="a background one")
             poll_status(client, job.id)
             keyed = client.responses.create(
                 model=model, input="keyed", extra_headers={"Idempotency-Key": "retention-key"}

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import execute, poll_status
+from tests.harness import execute, poll_status, streamed_background
 
 TEXT_EVENTS = [
     "response.created",
@@ -158,7 +158,7 @@ class TestBackground:
     def test_a_late_client_gets_every_event(
         self, client: openai.OpenAI, fake_upstream: FakeUpstream, model: str
     ) -> None:
-        created = client.responses.create(model=model, input="late", background=True)
+        created = streamed_background(client, model=model, input="late")
         poll_status(client, created.id)
         with client.responses.retrieve(created.id, stream=True) as stream:
             events = list(stream)
@@ -170,7 +170,7 @@ class TestBackground:
     def test_an_expired_log_is_rebuilt_from_the_stored_response(
         self, client: openai.OpenAI, database_url: str, model: str
     ) -> None:
-        created = client.responses.create(model=model, input="old", background=True)
+        created = streamed_background(client, model=model, input="old")
         poll_status(client, created.id)
         execute(database_url, "DELETE FROM response_events WHERE response_id = :i", i=created.id)
         with client.responses.retrieve(created.id, stream=True) as stream:
