@@ -16,6 +16,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+import uvloop
 from redis.asyncio import Redis
 
 from app.background.runtime import JobRuntime
@@ -38,7 +39,8 @@ class WorkerRuntime:
     def __init__(self) -> None:
         settings = get_settings()
         self.time_limit = settings.job_time_limit_seconds
-        self.loop = asyncio.new_event_loop()
+        # uvloop, as the API runs on (uvicorn[standard]): the loop carries every job's I/O.
+        self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="tether-jobs", daemon=True
         )
@@ -84,20 +86,23 @@ class WorkerRuntime:
     def call(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def run(self, response_id: str) -> None:
-        """Run one job to its end; called from a task thread, which waits (bounded)."""
-        future = asyncio.run_coroutine_threadsafe(self.jobs.run(response_id), self.loop)
+    def run(self, response_ids: list[str]) -> None:
+        """Run jobs to their ends; called from a task thread, which waits (bounded). A job
+        waits for a free slot of WORKER_CONCURRENCY before it is claimed."""
+        future = asyncio.run_coroutine_threadsafe(self.jobs.run_many(response_ids), self.loop)
         try:
-            future.result(self.time_limit + TIME_LIMIT_GRACE)
+            # A job may wait for a slot as long as another runs: two time limits, then grace.
+            future.result(2 * self.time_limit + TIME_LIMIT_GRACE)
         except concurrent.futures.CancelledError:
             pass  # given back at shutdown (release_after): the task is done with it
         except concurrent.futures.TimeoutError:
             log.error(
-                "response %s: no end %.0fs past its time limit; leaving it to its lease",
-                response_id,
+                "responses %s: no end %.0fs past their time limit; leaving them to their leases",
+                ", ".join(response_ids),
                 TIME_LIMIT_GRACE,
             )
-            self.loop.call_soon_threadsafe(self.jobs.abandon, response_id)
+            for response_id in response_ids:
+                self.loop.call_soon_threadsafe(self.jobs.abandon, response_id)
 
     def release(self) -> None:
         """Give back every job still running (they end `queued`, for another worker); the

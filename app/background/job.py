@@ -34,12 +34,6 @@ log_ = logging.getLogger(__name__)
 Ending = tuple[FinalValues, list[dict[str, object]]]
 
 
-async def claim(engine: AsyncEngine, response_id: str, settings: Settings) -> Claim | None:
-    async with engine.begin() as conn:
-        row = await ResponsesRepository(conn).claim(response_id, settings.job_lease_seconds)
-    return Claim(row) if row is not None else None
-
-
 async def execute(
     engine: AsyncEngine, providers: Providers, settings: Settings, events: JobEvents, job: Claim
 ) -> Ending:
@@ -123,11 +117,6 @@ async def _next_seq(events: JobEvents, job: Claim) -> int:
         events.broken = True
         return 2
     return 0 if last is None else int(last["sequence_number"]) + 1
-
-
-async def finish(engine: AsyncEngine, job: Claim, values: FinalValues) -> bool:
-    """The job's end, written as every turn's is (app/responses/turn.py), as its attempt."""
-    return await turn.end(engine, job.row, values, attempt=job.attempt)
 
 
 async def release(engine: AsyncEngine, job: Claim) -> None:

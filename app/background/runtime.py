@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.background import job
+from app.background.batching import Claims, Ends
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.kit.eventlog import EventLog, JobEvents
@@ -74,6 +75,9 @@ class JobRuntime:
         self.supervisor: asyncio.Task[None] | None = None
         self.retention = RetentionSchedule(engine, settings)
         self.webhooks = Dispatcher(engine, settings)
+        # Claims and ends of jobs that happen together share a transaction (batching.py).
+        self.claims = Claims(engine, settings.job_lease_seconds)
+        self.ends = Ends(engine)
 
     def start(self) -> None:
         self.supervisor = asyncio.create_task(self._supervise(), name="tether-job-supervisor")
@@ -94,7 +98,7 @@ class JobRuntime:
 
     async def run(self, response_id: str) -> None:
         """Run one job to its end here; a no-op if it is not queued (a duplicate delivery)."""
-        claimed = await job.claim(self.engine, response_id, self.settings)
+        claimed = await self.claims.claim(response_id)
         if claimed is None:
             return
         started = time.monotonic()
@@ -126,7 +130,7 @@ class JobRuntime:
             self.revoked.discard(claimed.id)
         seconds = time.monotonic() - started
         fields["duration_ms"] = round(seconds * 1000)
-        if await job.finish(self.engine, claimed, values):
+        if await self.ends.end(claimed, values):
             events.add(closing)
             self.webhooks.wake()  # the end may owe events
             _log_end(claimed.id, values, fields)
@@ -135,6 +139,21 @@ class JobRuntime:
             log.info("response %s was cancelled or re-run meanwhile; result dropped", claimed.id)
             metrics.observe_job("dropped", seconds)
         await events.drain()
+
+    async def run_many(self, ids: list[str]) -> None:
+        """Jobs handed over together (one Celery message), each in a task of its own, within
+        this process's capacity; returns when all have ended. One failing on our side does not
+        stop the others (its lease runs out and the sweeper re-runs it)."""
+        results = await asyncio.gather(*(self._bounded(i) for i in ids), return_exceptions=True)
+        for response_id, result in zip(ids, results, strict=True):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, Exception):
+                log.error("response %s: job failed", response_id, exc_info=result)
+
+    async def _bounded(self, response_id: str) -> None:
+        async with self.capacity:
+            await self.run(response_id)
 
     def abandon(self, response_id: str) -> None:
         """Stop running a job without writing anything: its lease runs out and the sweeper
@@ -153,8 +172,7 @@ class JobRuntime:
 
     async def _run_local(self, response_id: str) -> None:
         try:
-            async with self.capacity:
-                await self.run(response_id)
+            await self._bounded(response_id)
         except Exception:  # the lease runs out and the sweeper re-runs it
             log.exception("response %s: job failed", response_id)
         finally:

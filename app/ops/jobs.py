@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.jobs import RUN_RESPONSE_TASK, celery_client
+from app.jobs import RUN_RESPONSES_TASK, celery_client
 from app.kit.eventlog import create_event_log
 from app.responses.domain import ResponseStatus
 from app.responses.housekeeping import HousekeepingRepository, JobRow
@@ -81,6 +81,6 @@ async def requeue(engine: AsyncEngine, settings: Settings, response_id: str) -> 
 def _send(settings: Settings, response_id: str) -> None:
     client = celery_client(settings)
     try:
-        client.send_task(RUN_RESPONSE_TASK, args=[response_id])
+        client.send_task(RUN_RESPONSES_TASK, args=[[response_id]])
     finally:
         client.close()

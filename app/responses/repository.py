@@ -230,6 +230,20 @@ class ResponsesRepository:
         )
         return cast(ResponseRecord, rows[0]) if rows else None
 
+    async def claim_many(self, ids: list[str], lease_seconds: float) -> list[ResponseRecord]:
+        """`claim` for several jobs in one statement: the rows of those that were queued."""
+        result = await self.db.execute(
+            update(responses)
+            .where(_r.id.in_(ids), _r.status == ResponseStatus.QUEUED)
+            .values(
+                status=ResponseStatus.IN_PROGRESS,
+                attempts=_r.attempts + 1,
+                lease_expires_at=time.time() + lease_seconds,
+            )
+            .returning(*responses.c)
+        )
+        return [cast(ResponseRecord, dict(row._mapping)) for row in result]
+
     async def release(self, response_id: str, attempt: int) -> None:
         """Give an unfinished job back (shutting down): queued again, the attempt not counted.
         Its event log keeps what it streamed; the next attempt numbers on after it."""

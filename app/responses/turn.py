@@ -114,13 +114,26 @@ async def end(
     appended to its conversation. False if the row was no longer this owner's to end
     (cancelled, or re-run elsewhere): then nothing is written."""
     async with engine.begin() as conn:
-        if attempt is not None:
-            if not await ResponsesRepository(conn).finish(row, values, attempt):
-                return False
-            output = values.get("output", [])
-            await index_items(conn, row["project_id"], row["id"], output)
-        if join_conversation:
-            await _join_conversation(conn, row, values)
+        return await end_on(conn, row, values, attempt=attempt, join_conversation=join_conversation)
+
+
+async def end_on(
+    conn: AsyncConnection,
+    row: ResponseRecord,
+    values: FinalValues,
+    *,
+    attempt: int | None,
+    join_conversation: bool = True,
+) -> bool:
+    """`end`, within the caller's transaction (several jobs' ends written together:
+    app/background/batching.py)."""
+    if attempt is not None:
+        if not await ResponsesRepository(conn).finish(row, values, attempt):
+            return False
+        output = values.get("output", [])
+        await index_items(conn, row["project_id"], row["id"], output)
+    if join_conversation:
+        await _join_conversation(conn, row, values)
     return True
 
 

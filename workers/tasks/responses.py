@@ -1,9 +1,16 @@
-from app.jobs import RUN_RESPONSE_TASK
+from app.jobs import RUN_RESPONSE_TASK, RUN_RESPONSES_TASK
 from workers.celery_app import app
 from workers.runtime import get_runtime
 
 
+@app.task(name=RUN_RESPONSES_TASK)
+def run_responses(response_ids: list[str]) -> None:
+    """Run background responses handed over together to their terminal statuses (each a no-op
+    if it is not queued)."""
+    get_runtime().run(response_ids)
+
+
 @app.task(name=RUN_RESPONSE_TASK)
 def run_response(response_id: str) -> None:
-    """Run a background response to its terminal status (a no-op if it is not queued)."""
-    get_runtime().run(response_id)
+    """One response: the message an API of an earlier version sends."""
+    get_runtime().run([response_id])

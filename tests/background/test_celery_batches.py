@@ -1,0 +1,78 @@
+"""Jobs handed over together travel as one Celery message (app/jobs.py): what reaches the broker,
+and a worker running such a message, duplicates and strangers included."""
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+from redis import Redis
+
+from app.config import Settings
+from app.jobs import PUBLISH_BATCH, RUN_RESPONSES_TASK, CeleryEnqueuer, celery_client
+from tests.background.harness import Worker
+from tests.conftest import sdk
+from tests.fakes.upstream import FakeUpstream
+from tests.harness import TEST_REDIS_URL, poll_status, running_server
+
+
+def queued_tasks(queue: str) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of the messages waiting in a queue, oldest first: kombu's Redis
+    transport pushes each message's JSON on the left, its body the task's (args, kwargs,
+    embed), base64-encoded."""
+    redis = Redis.from_url(TEST_REDIS_URL)
+    try:
+        raw = redis.lrange(queue, 0, -1)
+    finally:
+        redis.close()
+    tasks = []
+    for message in (json.loads(m) for m in reversed(raw)):
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, _kwargs, _embed = json.loads(body)
+        tasks.append((message["headers"]["task"], args))
+    return tasks
+
+
+def test_ids_handed_over_together_go_out_as_few_messages(
+    private_queue: Callable[[], Settings],
+) -> None:
+    settings = private_queue()  # no worker: the messages stay in the broker to be looked at
+    enqueuer = CeleryEnqueuer(celery_client(settings))
+    ids = [f"resp_batch{n:03d}" for n in range(2 * PUBLISH_BATCH + 5)]
+    try:
+        asyncio.run(enqueuer.enqueue(ids))
+    finally:
+        enqueuer.close()
+    tasks = queued_tasks(settings.celery_queue)
+    assert {name for name, _ in tasks} == {RUN_RESPONSES_TASK}
+    batches = [args[0] for _, args in tasks]
+    assert [i for batch in batches for i in batch] == ids  # each id once, in order
+    assert all(1 <= len(batch) <= PUBLISH_BATCH for batch in batches)
+    assert len(batches) < len(ids) / 4
+
+
+def test_a_worker_runs_every_job_of_a_message_once(
+    private_queue: Callable[[], Settings], fake_upstream: FakeUpstream, model: str
+) -> None:
+    settings = private_queue()
+    fake_upstream.script(model, delay=0.2)
+    with running_server(settings) as srv, sdk(srv.url) as client:
+        created = [
+            client.responses.create(model=model, input=f"job {n}", background=True)
+            for n in range(5)
+        ]
+        ids = [c.id for c in created]
+        # Also a duplicate and an id that names nothing: neither may stop the others.
+        sender = celery_client(settings)
+        sender.send_task(RUN_RESPONSES_TASK, args=[[*ids, ids[0], "resp_nothing"]])
+        worker = Worker(settings).start()
+        try:
+            done = [poll_status(client, i, timeout=30) for i in ids]
+            assert {d.status for d in done} == {"completed"}
+            inputs = sorted(r["messages"][-1]["content"] for r in fake_upstream.requests(model))
+            assert inputs == sorted(f"job {n}" for n in range(5))  # no job ran twice
+        finally:
+            worker.stop()
