@@ -14,15 +14,15 @@ from app.background.repository import Claim
 from app.config import Settings
 from app.errors import APIError
 from app.kit.eventlog import JobEvents
+from app.kit.sealing import Keyring
 from app.ops.metrics import JOB_RETRIES
 from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
-from app.responses import turn
+from app.responses import reasoning, turn
 from app.responses.domain import FinalValues, ResponseStatus
 from app.responses.events import TurnEvents
 from app.responses.render import render_response
 from app.responses.repository import ResponsesRepository
-from app.responses.translate import OutputOptions
 
 log_ = logging.getLogger(__name__)
 
@@ -36,7 +36,12 @@ async def claim(engine: AsyncEngine, response_id: str, settings: Settings) -> Cl
 
 
 async def execute(
-    engine: AsyncEngine, providers: Providers, settings: Settings, events: JobEvents, job: Claim
+    engine: AsyncEngine,
+    providers: Providers,
+    keyring: Keyring,
+    settings: Settings,
+    events: JobEvents,
+    job: Claim,
 ) -> Ending:
     """Stream the model's answer for a claimed job into the event log.
 
@@ -46,13 +51,13 @@ async def execute(
     """
     # A re-run after a lost worker continues the numbering: a resuming client never sees a
     # sequence number twice (it may see the lost attempt's partial output before this one's).
-    options = OutputOptions.of(job.row["params"])
     next_seq = await _next_seq(events, job)
-    stream = TurnEvents(render_response(job.row), next_seq=next_seq, options=options)
+    stream = TurnEvents(render_response(job.row), next_seq=next_seq)
     events.add([stream.lifecycle("response.in_progress", status=ResponseStatus.IN_PROGRESS)])
     limit = settings.job_time_limit_seconds
     try:
         async with asyncio.timeout(limit):
+            stream.options = await reasoning.output_options(keyring, job.row)
             return await _run(engine, providers, settings, events, job, stream)
     except TimeoutError:
         log_.warning("response %s: ran past its time limit of %ss; failed", job.id, limit)
