@@ -24,7 +24,13 @@ from app.config import Settings
 from tests.auth.harness import http, make_key, own_settings, project_name
 from tests.conftest import StartServer
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import ServerThread, migrated_database, poll_status, running_server
+from tests.harness import (
+    ServerThread,
+    migrated_database,
+    poll_status,
+    running_server,
+    wait_until,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "codex-0.169.0-request.json"
 CODEX: dict[str, Any] = json.loads(FIXTURE.read_text())
@@ -129,9 +135,14 @@ class TestFirstRequest:
         body = codex_request(model, store=True, stream=False)
         answer = httpx.post(f"{server.url}/v1/responses", json=body, timeout=15.0)
         assert answer.status_code == 200, answer.text
-        lines = [r for r in caplog.records if getattr(r, "client_metadata", None)]
-        assert [r.client_metadata for r in lines] == [CODEX["client_metadata"]]  # type: ignore[attr-defined]
+        # The request's line is written once its answer is sent: looked for with a deadline.
+        wait_until(lambda: metadata_lines(caplog) != [], what="the request's log line")
+        assert metadata_lines(caplog) == [CODEX["client_metadata"]]
         assert "client_metadata" not in fake_upstream.requests(model)[0]
+
+
+def metadata_lines(caplog: pytest.LogCaptureFixture) -> list[Any]:
+    return [r.client_metadata for r in caplog.records if getattr(r, "client_metadata", None)]
 
 
 class TestClientMetadata:
