@@ -17,7 +17,8 @@ cannot hand the model reasoning it did not produce here: tokens are authenticate
 - ENCRYPTION_KEY unset: the first process that needs a key makes a random one and keeps it
   in the database (`deployment_secrets`), where every replica and worker of the deployment
   finds it. Whoever can read the database can then open tokens; they can read the stored
-  responses themselves already. A client never can, which is what the tokens protect.
+  responses themselves already. A client cannot make or change one, which is what the tokens
+  protect (the plain reasoning is the client's to read: it is in the item's `content` too).
 """
 
 import asyncio

@@ -179,9 +179,9 @@ async def prepare(
     return Turn(row=row, provider=provider, payload=payload, options=options)
 
 
-def note_omitted_tools(row: ResponseRecord) -> list[str]:
+def note_omitted_tools(row: ResponseRecord) -> None:
     """The built-in tools a turn's model call leaves out (HOSTED_TOOLS=omit), logged and
-    counted; the caller names them in a header."""
+    counted (the endpoint names them in a header)."""
     omitted = omitted_tools(row["params"]["tools"])
     if omitted:
         log.info(
@@ -191,7 +191,6 @@ def note_omitted_tools(row: ResponseRecord) -> list[str]:
             extra={"response_id": row["id"], "omitted_tools": omitted},
         )
         count_omitted_tools(omitted)
-    return omitted
 
 
 async def create_response(
