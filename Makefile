@@ -3,7 +3,7 @@
 #   make run                      serve on SQLite (http://127.0.0.1:8000; HOST/PORT override)
 #   make test                     the test suite, against PostgreSQL and Redis (see scripts/ensure-services)
 #   make test ARGS="-k threading -x"
-#   make test-clients             Tether driven by the Node openai SDK and the Vercel AI SDK (node >= 20)
+#   make test-clients             Tether driven by the Node openai SDK, the Vercel AI SDK and Codex CLI (node >= 20)
 #   make lint                     ruff check, ruff format --check, mypy
 
 PYTHON ?= python3

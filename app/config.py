@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     # `max_tokens` is what vLLM, Ollama, llama.cpp and SGLang all accept; OpenAI's reasoning
     # models want `max_completion_tokens`.
     upstream_max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # Built-in tools a chat upstream cannot run (web_search, file_search, code_interpreter,
+    # MCP, ...): `omit` leaves them out of the model call and says so (a header, a log line, a
+    # metric); `reject` answers 400. Agents such as Codex always send some (app/responses/params).
+    hosted_tools: Literal["omit", "reject"] = "omit"
+    # Keys of reasoning items' encrypted_content (app/kit/sealing.py): comma-separated, the first
+    # encrypts, every one decrypts (rotation). Unset: a key made once and kept in the database.
+    encryption_key: str | None = None
 
     # Background jobs (DESIGN §6). A worker renews its lease every lease/3 seconds; the sweeper
     # re-runs a job whose lease ran out (its worker is presumed dead) up to job_max_attempts.
@@ -141,10 +148,22 @@ class Settings(BaseSettings):
         backoffs = sum(self.job_retry_backoff * 2.0**n for n in range(self.job_upstream_retries))
         return float(self.upstream_timeout * attempts + backoffs + 120)
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("hosted_tools", "log_level", "log_format", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        """ENCRYPTION_KEY's keys, in order (the first seals): checked when read."""
+        return split_keys(self.encryption_key) if self.encryption_key else []
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _strong_keys(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_keys(value)
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -166,6 +185,7 @@ class Settings(BaseSettings):
         "redis_url",
         "auth",
         "admin_api_key",
+        "encryption_key",
         "context_window_tokens",
         "job_time_limit",
         mode="before",
@@ -174,6 +194,23 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # docker compose passes `${VAR:-}` through as an empty string.
         return value or None
+
+
+# ENCRYPTION_KEY's keys are stretched with HKDF, which adds no strength to a short one.
+MIN_KEY_CHARS = 32
+
+
+def split_keys(configured: str) -> list[str]:
+    keys = [key.strip() for key in configured.split(",")]
+    if not all(keys):
+        raise ValueError("an empty key in the comma-separated list")
+    for n, key in enumerate(keys, 1):
+        if len(key) < MIN_KEY_CHARS:
+            raise ValueError(
+                f"key {n} is shorter than {MIN_KEY_CHARS} characters; make one with "
+                "`openssl rand -base64 32`"
+            )
+    return keys
 
 
 @lru_cache

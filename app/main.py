@@ -22,6 +22,7 @@ from app.jobs import CeleryEnqueuer, celery_client
 from app.kit.eventlog import create_event_log
 from app.kit.logs import configure_logging
 from app.kit.request_id import RequestIdMiddleware
+from app.kit.sealing import Keyring
 from app.limits.guard import RequestGuardMiddleware
 from app.limits.ratelimit import create_rate_limiter
 from app.openapi import install_openapi
@@ -124,6 +125,8 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
             app.state.enqueuer,
             app.state.event_log,
             app.state.leases,
+            Keyring(app.state.engine, settings.encryption_keys),
+            hosted_tools=settings.hosted_tools,
             idempotency_wait=settings.upstream_timeout + 30,
         )
         tune_gc()

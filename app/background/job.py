@@ -19,10 +19,11 @@ from app.background.repository import Claim
 from app.config import Settings
 from app.errors import APIError
 from app.kit.eventlog import JobEvents
+from app.kit.sealing import Keyring
 from app.ops.metrics import JOB_RETRIES
 from app.providers.base import UpstreamFailure
 from app.providers.registry import Providers
-from app.responses import turn
+from app.responses import reasoning, turn
 from app.responses.domain import FinalValues, ResponseStatus, logs_events
 from app.responses.events import TurnEvents
 from app.responses.render import render_response
@@ -35,7 +36,12 @@ Ending = tuple[FinalValues, list[dict[str, object]]]
 
 
 async def execute(
-    engine: AsyncEngine, providers: Providers, settings: Settings, events: JobEvents, job: Claim
+    engine: AsyncEngine,
+    providers: Providers,
+    keyring: Keyring,
+    settings: Settings,
+    events: JobEvents,
+    job: Claim,
 ) -> Ending:
     """Stream the model's answer for a claimed job into the event log.
 
@@ -43,18 +49,20 @@ async def execute(
     its final compare-and-set succeeded: no stream ever says `completed` for a response the
     database says was cancelled.
     """
-    options = OutputOptions.of(job.row["params"])
     stream: TurnEvents | None = None
     if logs_events(job.row["params"]):
         # A re-run after a lost worker continues the numbering: a resuming client never sees a
         # sequence number twice (it may see the lost attempt's partial output before this one's).
         next_seq = await _next_seq(events, job)
-        stream = TurnEvents(render_response(job.row), next_seq=next_seq, options=options)
+        stream = TurnEvents(render_response(job.row), next_seq=next_seq)
         events.add([stream.lifecycle("response.in_progress", status=ResponseStatus.IN_PROGRESS)])
     limit = settings.job_time_limit_seconds
     try:
         async with asyncio.timeout(limit):
-            return await _run(engine, providers, settings, events, job, stream)
+            options = await reasoning.output_options(keyring, job.row)
+            if stream is not None:
+                stream.options = options
+            return await _run(engine, providers, settings, events, job, stream, options)
     except TimeoutError:
         log_.warning("response %s: ran past its time limit of %ss; failed", job.id, limit)
         message = f"The response ran past its time limit of {limit:g} seconds (JOB_TIME_LIMIT)."
@@ -77,6 +85,7 @@ async def _run(
     events: JobEvents,
     job: Claim,
     stream: TurnEvents | None,
+    options: OutputOptions,
 ) -> Ending:
     try:
         provider = providers.for_model(job.row["model"])
@@ -88,7 +97,7 @@ async def _run(
         try:
             if stream is None:
                 result = await provider.complete(payload)
-                return completed_values(result, messages, OutputOptions.of(job.row["params"])), []
+                return completed_values(result, messages, options), []
             async for delta in provider.stream(payload):
                 events.add(stream.delta(delta))
             return stream.finish(messages)

@@ -21,6 +21,7 @@ from app.background.batching import Claims, Ends
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.kit.eventlog import EventLog, JobEvents
+from app.kit.sealing import Keyring
 from app.ops import metrics
 from app.ops.retention import RetentionSchedule
 from app.providers.registry import Providers
@@ -73,6 +74,7 @@ class JobRuntime:
         self.local: dict[str, asyncio.Task[None]] = {}  # embedded mode: started here
         self.capacity = asyncio.Semaphore(settings.worker_concurrency)
         self.supervisor: asyncio.Task[None] | None = None
+        self.keyring = Keyring(engine, settings.encryption_keys)  # a job's encrypted reasoning
         self.retention = RetentionSchedule(engine, settings)
         self.webhooks = Dispatcher(engine, settings)
         # Claims and ends of jobs that happen together share a transaction (batching.py).
@@ -110,7 +112,7 @@ class JobRuntime:
         events = JobEvents(self.log, claimed.id)
         try:
             values, closing = await job.execute(
-                self.engine, self.providers, self.settings, events, claimed
+                self.engine, self.providers, self.keyring, self.settings, events, claimed
             )
         except asyncio.CancelledError:
             if claimed.id in self.revoked:

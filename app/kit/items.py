@@ -162,9 +162,16 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
     return out
 
 
+def namespaced(namespace: str, name: str) -> str:
+    """The name a function of a `namespace` tool has upstream, where tools have no namespaces:
+    readable to the model, and checked to collide with no other tool of the request
+    (app/responses/params.py)."""
+    return f"{namespace}__{name}"
+
+
 def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
-    check_keys(item, {"type", "id", "call_id", "name", "arguments", "status"}, param)
-    return {
+    check_keys(item, {"type", "id", "call_id", "namespace", "name", "arguments", "status"}, param)
+    out = {
         "id": _item_id(item.get("id"), "fc", f"{param}.id"),
         "type": "function_call",
         "call_id": _string(item.get("call_id"), f"{param}.call_id"),
@@ -172,6 +179,10 @@ def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
         "arguments": _string(item.get("arguments"), f"{param}.arguments"),
         "status": "completed",
     }
+    # A call to a function of a `namespace` tool names both, as OpenAI reports it.
+    if item.get("namespace") is not None:
+        out["namespace"] = _string(item["namespace"], f"{param}.namespace")
+    return out
 
 
 def _function_call_output(item: dict[str, Any], param: str) -> dict[str, Any]:
@@ -203,7 +214,8 @@ def _item_reference(item: dict[str, Any], param: str) -> dict[str, Any]:
 
 
 def _reasoning(item: dict[str, Any], param: str) -> dict[str, Any]:
-    """An earlier turn's reasoning sent back (agents do): kept, not shown to the model."""
+    """An earlier turn's reasoning sent back (agents do): kept as sent. The model is shown its
+    text (an `encrypted_content` opened by app/responses/reasoning.py first)."""
     check_keys(item, {"type", "id", "summary", "content", "encrypted_content", "status"}, param)
     return {**item, "id": _item_id(item.get("id"), "rs", f"{param}.id")}
 
@@ -258,20 +270,29 @@ def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     A turn's function calls join the assistant message just before them (or open one), as
     `tool_calls`; each output becomes a `tool` message answering its call by id. A tool
     message carries text only, so images a tool returned follow the run of tool messages in a
-    `user` message of their own.
+    `user` message of their own. A reasoning item's text goes with the assistant message that
+    follows it, as `reasoning_content` (what vLLM, SGLang and llama.cpp read back, and their
+    chat templates keep or drop as the model was trained to); with none after it, nowhere.
     """
     out: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []
+    reasoning = ""
     for item in items:
         kind = item.get("type")
         if images and kind != "function_call_output":
             out.append({"role": "user", "content": images})
             images = []
+        if kind == "reasoning":
+            reasoning += reasoning_text(item)
+            continue
         if kind == "function_call":
+            name = item["name"]
+            if item.get("namespace"):
+                name = namespaced(item["namespace"], name)
             call = {
                 "id": item["call_id"],
                 "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]},
+                "function": {"name": name, "arguments": item["arguments"]},
             }
             last = out[-1] if out else None
             if last is None or last["role"] != "assistant":
@@ -286,9 +307,28 @@ def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 images += [{"type": "text", "text": caption}, *pictures]
         elif (message := to_chat_message(item)) is not None:
             out.append(message)
+        else:
+            continue
+        if reasoning and out[-1]["role"] == "assistant":
+            _add_reasoning(out[-1], reasoning)
+        if kind != "function_call_output":
+            reasoning = ""  # not carried past a message of another role
     if images:
         out.append({"role": "user", "content": images})
     return out
+
+
+def reasoning_text(item: dict[str, Any]) -> str:
+    """A reasoning item's text: its reasoning_text parts (the summary is only a summary)."""
+    parts = item.get("content")
+    if not isinstance(parts, list):
+        return ""
+    return "".join(str(p.get("text") or "") for p in parts if isinstance(p, dict))
+
+
+def _add_reasoning(message: dict[str, Any], text: str) -> None:
+    earlier = message.get("reasoning_content")
+    message["reasoning_content"] = f"{earlier}\n\n{text}" if earlier else text
 
 
 def _tool_output(output: str | list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:

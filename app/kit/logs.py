@@ -87,6 +87,7 @@ def secrets_of(settings: Settings) -> list[str]:
     from sqlalchemy.engine import make_url
 
     found = [settings.upstream_api_key or "", settings.admin_api_key or ""]
+    found += settings.encryption_keys
     for url in (settings.database_url, settings.redis_url or ""):
         try:
             found.append(make_url(url).password or "") if url else None

@@ -1,8 +1,8 @@
 """x-request-id on every answer (errors included), as OpenAI sends it; the headers a handler
 or dependency left in `request.state.headers` (the rate-limit headers), which a handler
 returning its own Response could not carry otherwise; and one log line per request: its id,
-project, route, status and duration, which is also what the request latency metric observes
-(app/ops/metrics.py: the route template, never the raw path).
+project, route, status and duration (and a create's client_metadata), which is also what the
+request latency metric observes (app/ops/metrics.py: the route template, never the raw path).
 
 A plain ASGI middleware: BaseHTTPMiddleware would add a task and a copy per request.
 """
@@ -69,5 +69,7 @@ def _log_request(scope: Scope, request_id: str, status: int, seconds: float) -> 
             "route": template,
             "status": status,
             "duration_ms": round(seconds * 1000, 1),
+            # A create's client_metadata: with store=false, the only place it is kept.
+            "client_metadata": state.get("client_metadata"),
         },
     )

@@ -2,6 +2,7 @@
 
 from app.models.chat_completion import ChatCompletionRow
 from app.models.conversation import ConversationItemRow, ConversationRow
+from app.models.deployment_secret import DeploymentSecretRow
 from app.models.project import ApiKeyRow, ProjectRow
 from app.models.response import ResponseRow
 from app.models.response_event import ResponseEventRow
@@ -13,6 +14,7 @@ __all__ = [
     "ChatCompletionRow",
     "ConversationItemRow",
     "ConversationRow",
+    "DeploymentSecretRow",
     "ProjectRow",
     "ResponseEventRow",
     "ResponseItemRow",

@@ -79,6 +79,12 @@ WEBHOOK_LATENCY = Histogram(
     "From a background response's terminal status to its receiver's 2xx, retries included.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0, 3600.0, float("inf")),
 )
+HOSTED_TOOLS_OMITTED = Counter(
+    "tether_hosted_tools_omitted",
+    "Built-in tools (web_search, file_search, mcp, ...) left out of a model call because the "
+    "upstream cannot run them (HOSTED_TOOLS=omit), by type.",
+    ["type"],
+)
 STREAM_FOLLOWERS = Gauge(
     "tether_stream_followers",
     "Clients following a background response's live stream.",
@@ -119,6 +125,12 @@ def observe_upstream(model: str, seconds: float, failure_kind: str | None) -> No
     UPSTREAM_SECONDS.labels(label).observe(seconds)
     if failure_kind is not None:
         UPSTREAM_FAILURES.labels(label, failure_kind).inc()
+
+
+def count_omitted_tools(types: Iterable[str]) -> None:
+    """`types` are the known built-in ones (any other is a 400), so the label stays bounded."""
+    for kind in types:
+        HOSTED_TOOLS_OMITTED.labels(kind).inc()
 
 
 def observe_job(outcome: str, seconds: float) -> None:

@@ -53,7 +53,11 @@ def _join(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
         content: Any = "\n\n".join(text for text in (a, b) if text)
     else:
         content = [*_parts(a), {"type": "text", "text": "\n\n"}, *_parts(b)]
-    return {**first, "content": content}
+    joined = {**first, "content": content}
+    reasoning = [r for r in (first.get("reasoning_content"), second.get("reasoning_content")) if r]
+    if reasoning:
+        joined["reasoning_content"] = "\n\n".join(reasoning)
+    return joined
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ class TurnParams(TypedDict):
     include: list[str]
     context_management: list[dict[str, Any]] | None
     conversation_id: str | None
+    client_metadata: NotRequired[dict[str, str] | None]  # rows made before it lack it
 
 
 def logs_events(params: TurnParams) -> bool:

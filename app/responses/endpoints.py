@@ -16,6 +16,7 @@ from app.kit.listing import MetadataFilter, PageQuery
 from app.kit.sse import EventStreamResponse
 from app.responses import service, streaming
 from app.responses.domain import ResponseStatus
+from app.responses.params import omitted_tools
 from app.responses.schemas import CountTokensRequest, CreateResponseRequest
 from app.routing import GuardedRoute
 
@@ -25,6 +26,8 @@ router = APIRouter(prefix="/v1/responses", tags=["responses"], route_class=Guard
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Names the built-in tools (web_search, ...) a create left out of its model call.
+OMITTED_TOOLS_HEADER = "x-tether-omitted-tools"
 
 
 def event_stream(
@@ -83,16 +86,23 @@ async def create_response(body: CreateResponseRequest, request: Request) -> Resp
     # solving one per request costs more than the lookup).
     caller = await get_caller(request)
     idempotency_key = idempotency_key_of(request)
+    # Kept in this request's log line (app/kit/request_id.py), never sent to the model.
+    request.state.client_metadata = body.client_metadata
     if body.stream:
         events = await service.create_stream(deps, caller, body, idempotency_key)
         obfuscate = bool((body.stream_options or {}).get("include_obfuscation"))
-        return event_stream(request, events, obfuscate)
-    return json_response(await service.create_response(deps, caller, body, idempotency_key))
+        answer: Response = event_stream(request, events, obfuscate)
+    else:
+        answer = json_response(await service.create_response(deps, caller, body, idempotency_key))
+    if omitted := omitted_tools(body.tools):  # accepted: HOSTED_TOOLS=omit left them out
+        headers = getattr(request.state, "headers", None) or {}
+        request.state.headers = {**headers, OMITTED_TOOLS_HEADER: ", ".join(omitted)}
+    return answer
 
 
 @router.post("/input_tokens")
 async def count_input_tokens(
-    body: CountTokensRequest, request: Request, engine: EngineDep, project_id: ProjectDep
+    body: CountTokensRequest, request: Request, project_id: ProjectDep
 ) -> Response:
     """How many input tokens a create with these parameters would use: exact where the model's
     tokenizer is known, otherwise the estimate documented in app/responses/tokens.py."""
@@ -100,8 +110,8 @@ async def count_input_tokens(
         body.model_dump(exclude_unset=True)
         | {"model": body.model or "echo", "store": False, "input": body.input or []}
     )
-    providers = request.app.state.providers
-    return json_response(await service.count_input_tokens(engine, providers, project_id, req))
+    deps: service.Deps = request.app.state.responses
+    return json_response(await service.count_input_tokens(deps, project_id, req))
 
 
 @router.get("")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.kit.ids import new_id
+from app.kit.items import namespaced
 from app.providers.base import ChatDelta, UpstreamFailure
 from app.responses.domain import FinalValues, ResponseStatus
 from app.responses.translate import (
@@ -110,6 +111,8 @@ class TurnEvents:
         self.texts: dict[str, str] = {}
         self.logprobs: list[dict[str, Any]] = []  # the open message's
         self.calls: dict[str, int] = {}  # tool-call key -> its index in items
+        # Replayed reasoning items' encrypted_content, kept as stored (item id -> token).
+        self.sealed: dict[str, str] = {}
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.service_tier: str | None = None
@@ -222,14 +225,17 @@ class TurnEvents:
             return out
         if item is None:
             out += self._close_open()
+            namespace, name = self.options.function(function.get("name") or "")
             item = {
                 "id": item_id or new_id("fc"),
                 "type": "function_call",
                 "status": "in_progress",
                 "call_id": call.get("id") or new_id("call"),
-                "name": function.get("name") or "",
+                "name": name,
                 "arguments": "",
             }
+            if namespace is not None:
+                item["namespace"] = namespace
             self.items.append(item)
             self.open[key] = item
             self.texts[key] = ""
@@ -255,7 +261,7 @@ class TurnEvents:
     def _close_call(self, key: str) -> list[dict[str, Any]]:
         item = self.open.pop(key)
         index = self.items.index(item)
-        done = function_call_item(item["id"], item["call_id"], item["name"], self.texts[key])
+        done = self._call_done(item, self.texts[key])
         self.items[index] = done
         return [
             self.event(
@@ -266,6 +272,12 @@ class TurnEvents:
             ),
             self.event("response.output_item.done", output_index=index, item=done),
         ]
+
+    @staticmethod
+    def _call_done(item: dict[str, Any], arguments: str) -> dict[str, Any]:
+        return function_call_item(
+            item["id"], item["call_id"], item["name"], arguments, item.get("namespace")
+        )
 
     def _close_open(self, status: str = ResponseStatus.COMPLETED) -> list[dict[str, Any]]:
         """Close every open item (at most one, since each opening closes the others)."""
@@ -283,7 +295,7 @@ class TurnEvents:
         if kind == "refusal":
             part = {"type": "refusal", "refusal": text}
             return message_item(item_id, status, part), part
-        done = reasoning_item(item_id, text, self.options)
+        done = reasoning_item(item_id, text, self.options, self.sealed.get(item_id))
         parts = done["summary"] if kind == "summary" else done["content"]
         return done, parts[0]
 
@@ -323,9 +335,7 @@ class TurnEvents:
         for kind, item in self.open.items():
             index = out.index(item)
             if kind.startswith("call:"):
-                out[index] = function_call_item(
-                    item["id"], item["call_id"], item["name"], self.texts[kind]
-                )
+                out[index] = self._call_done(item, self.texts[kind])
             else:
                 out[index] = self._done_item(kind, item["id"], ResponseStatus.INCOMPLETE)[0]
         return out
@@ -351,10 +361,15 @@ class TurnEvents:
         """The events of one finished output item, as if streamed in one delta."""
         if item["type"] == "function_call":
             index = len(self.items)
-            function = {"name": item["name"], "arguments": item["arguments"]}
+            name = item["name"]
+            if item.get("namespace"):  # as the model named it, to read back the same
+                name = namespaced(item["namespace"], name)
+            function = {"name": name, "arguments": item["arguments"]}
             call = {"index": index, "id": item["call_id"], "function": function}
             out = self._call_piece(call, item["id"])
             return out + self._close(f"call:{index}", ResponseStatus.COMPLETED)
+        if item.get("encrypted_content"):
+            self.sealed[item["id"]] = item["encrypted_content"]
         kind, part = _replayed_part(item)
         text = part.get("text") or part.get("refusal") or ""
         out = self._piece(kind, text, item["id"], logprobs=part.get("logprobs"))

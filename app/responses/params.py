@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from app.errors import InvalidRequest
-from app.kit.items import check_keys
+from app.kit.items import check_keys, namespaced
 from app.responses.domain import TurnParams
 from app.responses.schemas import CreateResponseRequest
 
@@ -29,10 +29,33 @@ INCLUDABLE = (
     "computer_call_output.output.image_url",
 )
 FUNCTION_KEYS = {"type", "name", "description", "parameters", "strict"}
+NAMESPACE_KEYS = {"type", "name", "description", "tools"}
+# Built-in tools: OpenAI runs them, or has the model make its own kind of call for the client
+# to run; a chat upstream has function tools only. The types of openai-python 3.57's `Tool`,
+# less `function`, `namespace` and `custom` (a client's own tools, which are never dropped).
+HOSTED_TOOLS = (
+    "web_search",
+    "web_search_2025_08_26",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+    "file_search",
+    "code_interpreter",
+    "image_generation",
+    "computer",
+    "computer_use_preview",
+    "mcp",
+    "local_shell",
+    "shell",
+    "apply_patch",
+    "tool_search",
+    "programmatic_tool_calling",
+)
 # OpenAI's limits on tools: at most 128, named ^[a-zA-Z0-9_-]{1,64}$.
 MAX_TOOLS = 128
 TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 TOOL_CHOICES = ("auto", "none", "required")
+# The tools the model is offered (the others are built-in tools, left out).
+CALLABLE = ("function", "namespace")
 ALLOWED_TOOLS_MODES = ("auto", "required")
 
 
@@ -55,8 +78,9 @@ def _missing(param: str) -> InvalidRequest:
     )
 
 
-def check_request(req: CreateResponseRequest) -> TurnParams:
-    """Reject what we cannot honour; return the parameters kept with the response."""
+def check_request(req: CreateResponseRequest, hosted_tools: str = "omit") -> TurnParams:
+    """Reject what we cannot honour; return the parameters kept with the response.
+    `hosted_tools` is HOSTED_TOOLS: whether built-in tools are left out (`omit`) or a 400."""
     if req.input is None:
         raise _missing("input")
     if req.background and not req.store:
@@ -74,7 +98,7 @@ def check_request(req: CreateResponseRequest) -> TurnParams:
             "Prompt templates are not supported.", param="prompt", code="unsupported_value"
         )
     check_stream_options(req.stream_options)
-    tools = check_tools(req.tools)
+    tools = check_tools(req.tools, hosted_tools)
     return {
         "store": req.store,
         # Whether its events are logged as it runs (a background response's only way to be
@@ -99,6 +123,8 @@ def check_request(req: CreateResponseRequest) -> TurnParams:
         "include": check_include(req.include),
         "context_management": check_context_management(req.context_management),
         "conversation_id": conversation_id(req.conversation),
+        # Kept with the response (and in the request's log line), never sent to the model.
+        "client_metadata": req.client_metadata,
     }
 
 
@@ -194,9 +220,10 @@ def check_reasoning(reasoning: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Function tools, as echoed back. Tools we do not run (web_search, file_search, MCP...)
-    are a 400 naming the type."""
+def check_tools(tools: list[dict[str, Any]], hosted_tools: str = "omit") -> list[dict[str, Any]]:
+    """The tools as echoed back: function tools and `namespace` tools (groups of functions)
+    normalised, built-in tools as sent (left out of the model call, app/responses/translate.py)
+    or, with HOSTED_TOOLS=reject, a 400 naming the type. Any other type is a 400."""
     if len(tools) > MAX_TOOLS:
         raise InvalidRequest(
             f"Invalid 'tools': array too long. Expected an array with maximum length "
@@ -205,35 +232,102 @@ def check_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
             code="array_above_max_length",
         )
     out = []
+    upstream: dict[str, str] = {}  # the names the model will see -> the param that gave it
     for i, tool in enumerate(tools):
         param = f"tools[{i}]"
-        if tool.get("type") != "function":
+        kind = tool.get("type")
+        if kind == "function":
+            out.append(_function(tool, param))
+            _distinct(upstream, out[-1]["name"], f"{param}.name")
+        elif kind == "namespace":
+            out.append(_namespace(tool, param))
+            for j, function in enumerate(out[-1]["tools"]):
+                name = namespaced(out[-1]["name"], function["name"])
+                _distinct(upstream, name, f"{param}.tools[{j}].name")
+        elif kind in HOSTED_TOOLS and hosted_tools == "omit":
+            out.append(dict(tool))
+        elif kind in HOSTED_TOOLS:
             raise InvalidRequest(
-                f"Tool type '{tool.get('type')}' is not supported: Tether runs function tools "
-                "only.",
+                f"Tool type '{kind}' is not supported: the model server runs function tools "
+                "only (set HOSTED_TOOLS=omit to leave such tools out of the model call).",
                 param=f"{param}.type",
                 code="unsupported_value",
             )
-        check_keys(tool, FUNCTION_KEYS, param)
-        if not isinstance(tool.get("name"), str) or not tool["name"]:
-            raise _missing(f"{param}.name")
-        if not TOOL_NAME.fullmatch(tool["name"]):
+        else:
             raise InvalidRequest(
-                f"Invalid '{param}.name': string does not match pattern. Expected a string that "
-                "matches the pattern '^[a-zA-Z0-9_-]{1,64}$'.",
-                param=f"{param}.name",
-                code="invalid_value",
+                f"Tool type '{kind}' is not supported: Tether runs function and namespace tools.",
+                param=f"{param}.type",
+                code="unsupported_value",
             )
-        out.append(
-            {
-                "type": "function",
-                "name": tool["name"],
-                "description": tool.get("description"),
-                "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-                "strict": tool.get("strict", True),
-            }
-        )
     return out
+
+
+def omitted_tools(tools: list[dict[str, Any]]) -> list[str]:
+    """The types of the built-in tools among a response's tools: what its model call leaves
+    out (HOSTED_TOOLS=omit), in order, each once."""
+    return list(dict.fromkeys(t["type"] for t in tools if t.get("type") in HOSTED_TOOLS))
+
+
+def _function(tool: dict[str, Any], param: str) -> dict[str, Any]:
+    check_keys(tool, FUNCTION_KEYS, param)
+    return {
+        "type": "function",
+        "name": _tool_name(tool, param),
+        "description": tool.get("description"),
+        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+        "strict": tool.get("strict", True),
+    }
+
+
+def _namespace(tool: dict[str, Any], param: str) -> dict[str, Any]:
+    """{"type": "namespace", "name", "description", "tools": [function tools]}, as Codex groups
+    its sub-agent tools; a call to one is reported with `namespace` and `name`."""
+    check_keys(tool, NAMESPACE_KEYS, param)
+    name = _tool_name(tool, param)
+    if not isinstance(tool.get("description"), str):
+        raise _missing(f"{param}.description")
+    inner = tool.get("tools")
+    if not isinstance(inner, list) or not inner:
+        raise _missing(f"{param}.tools")
+    functions = []
+    for j, function in enumerate(inner):
+        where = f"{param}.tools[{j}]"
+        if not isinstance(function, dict) or function.get("type") != "function":
+            kind = function.get("type") if isinstance(function, dict) else function
+            raise InvalidRequest(
+                f"Tool type '{kind}' is not supported in a namespace: Tether runs function "
+                "tools there.",
+                param=f"{where}.type",
+                code="unsupported_value",
+            )
+        functions.append(_function(function, where))
+    description = tool["description"]
+    return {"type": "namespace", "name": name, "description": description, "tools": functions}
+
+
+def _tool_name(tool: dict[str, Any], param: str) -> str:
+    if not isinstance(tool.get("name"), str) or not tool["name"]:
+        raise _missing(f"{param}.name")
+    if not TOOL_NAME.fullmatch(tool["name"]):
+        raise InvalidRequest(
+            f"Invalid '{param}.name': string does not match pattern. Expected a string that "
+            "matches the pattern '^[a-zA-Z0-9_-]{1,64}$'.",
+            param=f"{param}.name",
+            code="invalid_value",
+        )
+    return str(tool["name"])
+
+
+def _distinct(seen: dict[str, str], name: str, param: str) -> None:
+    """Two tools the model would see under one name: it could not say which it calls."""
+    if name in seen:
+        raise InvalidRequest(
+            f"Invalid '{param}': the model would see two tools named '{name}' (the other is "
+            f"{seen[name]}); a namespace's functions are sent as '<namespace>__<name>'.",
+            param=param,
+            code="invalid_value",
+        )
+    seen[name] = param
 
 
 def check_tool_choice(choice: str | dict[str, Any], tools: list[dict[str, Any]]) -> Any:
@@ -242,14 +336,14 @@ def check_tool_choice(choice: str | dict[str, Any], tools: list[dict[str, Any]])
     if isinstance(choice, str):
         if choice not in TOOL_CHOICES:
             raise _invalid("tool_choice", choice, TOOL_CHOICES)
-        if choice == "required" and not tools:
+        if choice == "required" and not any(t["type"] in CALLABLE for t in tools):
             raise InvalidRequest(
-                "tool_choice 'required' needs tools; none were given.",
+                "tool_choice 'required' needs function tools; none were given.",
                 param="tool_choice",
                 code="invalid_value",
             )
         return choice
-    names = {tool["name"] for tool in tools}
+    names = {tool["name"] for tool in tools if tool["type"] == "function"}
     kind = choice.get("type")
     if kind == "function":
         check_keys(choice, {"type", "name"}, "tool_choice")

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.kit.metadata import Metadata
+from app.kit.metadata import ClientMetadata, Metadata
 
 # The longest model name the responses.model column holds; counts past int32 mean nothing.
 MAX_MODEL = 256
@@ -25,6 +25,8 @@ class CreateResponseRequest(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     metadata: Metadata = None
+    # Free-form string pairs a client keeps with its request (Codex: turn and session ids).
+    client_metadata: ClientMetadata = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_output_tokens: int | None = Field(default=None, ge=16, le=INT32)

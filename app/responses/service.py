@@ -27,9 +27,11 @@ from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
 from app.kit.items import normalize_input, to_chat_messages
 from app.kit.listing import PageQuery, page_of_list
+from app.kit.sealing import Keyring
+from app.ops.metrics import count_omitted_tools
 from app.providers.base import ModelProvider, UpstreamFailure, upstream_error
 from app.providers.registry import Providers
-from app.responses import streaming, tokens, turn
+from app.responses import reasoning, streaming, tokens, turn
 from app.responses.domain import (
     IN_FLIGHT,
     FinalValues,
@@ -40,7 +42,7 @@ from app.responses.domain import (
 )
 from app.responses.events import TurnEvents
 from app.responses.leases import TurnLeases
-from app.responses.params import check_request
+from app.responses.params import check_request, omitted_tools
 from app.responses.render import render_response
 from app.responses.repository import DuplicateKey, PreviousResponseGone, ResponsesRepository
 from app.responses.schemas import CreateResponseRequest
@@ -67,6 +69,9 @@ class Deps:
     enqueuer: Enqueuer
     events: EventLog
     leases: TurnLeases
+    keyring: Keyring  # seals and opens reasoning items' encrypted_content
+    # HOSTED_TOOLS: built-in tools left out of the model call (`omit`) or refused (`reject`).
+    hosted_tools: str = "omit"
     # How long a create waits for a concurrent one with the same Idempotency-Key to finish
     # before answering 409: the longest a model call may take.
     idempotency_wait: float = 600.0
@@ -127,6 +132,7 @@ class Turn:
     row: ResponseRecord
     provider: ModelProvider
     payload: dict[str, Any]
+    options: OutputOptions  # how its output is written (app/responses/reasoning.py)
 
     @property
     def store(self) -> bool:
@@ -138,17 +144,15 @@ class Turn:
 
 
 async def prepare(
-    engine: AsyncEngine,
-    providers: Providers,
-    project_id: str,
-    req: CreateResponseRequest,
-    key: Key | None = None,
+    deps: Deps, project_id: str, req: CreateResponseRequest, key: Key | None = None
 ) -> Turn:
     """Validate a create and build its model call from its thread (app/responses/turn.py)."""
-    params = check_request(req)
-    provider = providers.for_model(req.model)
+    engine = deps.engine
+    params = check_request(req, deps.hosted_tools)
+    provider = deps.providers.for_model(req.model)
     assert req.input is not None
     new_items = await resolve_references(engine, project_id, normalize_input(req.input))
+    shown = await reasoning.opened(deps.keyring, project_id, new_items)
     row: ResponseRecord = {
         "id": new_id("resp"),
         "project_id": project_id,
@@ -160,7 +164,7 @@ async def prepare(
         "previous_response_id": req.previous_response_id,
         "instructions": req.instructions,
         "input": new_items,
-        "messages": to_chat_messages(new_items),
+        "messages": to_chat_messages(shown),
         "params": params,
         "error": None,
         "incomplete_details": None,
@@ -171,8 +175,23 @@ async def prepare(
         "request_hash": key.hash if key else None,
         "enqueued_at": now_seconds() if req.background else None,
     }
-    payload = await turn.build_payload(engine, providers, row)
-    return Turn(row=row, provider=provider, payload=payload)
+    payload = await turn.build_payload(engine, deps.providers, row)
+    options = await reasoning.output_options(deps.keyring, row)
+    return Turn(row=row, provider=provider, payload=payload, options=options)
+
+
+def note_omitted_tools(row: ResponseRecord) -> None:
+    """The built-in tools a turn's model call leaves out (HOSTED_TOOLS=omit), logged and
+    counted (the endpoint names them in a header)."""
+    omitted = omitted_tools(row["params"]["tools"])
+    if omitted:
+        log.info(
+            "response %s: built-in tools left out of the model call: %s",
+            row["id"],
+            ", ".join(omitted),
+            extra={"response_id": row["id"], "omitted_tools": omitted},
+        )
+        count_omitted_tools(omitted)
 
 
 async def create_response(
@@ -182,7 +201,8 @@ async def create_response(
     key = idempotency(req, idempotency_key)
     if key and (earlier := await _earlier(deps, project_id, key, wait=True)):
         return render_response(earlier)
-    prepared = await prepare(deps.engine, deps.providers, project_id, req, key)
+    prepared = await prepare(deps, project_id, req, key)
+    note_omitted_tools(prepared.row)
     if prepared.background:
         started = await _start_background(deps, prepared, caller.max_background)
         return render_response(started or prepared.row)
@@ -208,7 +228,7 @@ async def _answer(deps: Deps, prepared: Turn, *, stored_first: bool) -> Upstream
     failure: UpstreamFailure | None = None
     try:
         result = await prepared.provider.complete(prepared.payload)
-        values = completed_values(result, row["messages"], OutputOptions.of(row["params"]))
+        values = completed_values(result, row["messages"], prepared.options)
     except UpstreamFailure as exc:
         failure = exc
         values = failed_values(exc)
@@ -242,7 +262,8 @@ async def create_stream(
     key = idempotency(req, idempotency_key)
     if key and (earlier := await _earlier(deps, project_id, key, wait=False)):
         return streaming.follow(engine, events, project_id, earlier["id"], -1)
-    prepared = await prepare(engine, deps.providers, project_id, req, key)
+    prepared = await prepare(deps, project_id, req, key)
+    note_omitted_tools(prepared.row)
     row = prepared.row
     if prepared.background:
         started = await _start_background(deps, prepared, caller.max_background)
@@ -250,7 +271,9 @@ async def create_stream(
     # A retry that lost the race follows the first create's stream rather than wait for it.
     if prepared.store and (earlier := await _store(deps, row, ended=False, wait=False)):
         return streaming.follow(engine, events, project_id, earlier["id"], -1)
-    return streaming.synchronous(engine, deps.leases, prepared.provider, prepared.payload, row)
+    return streaming.synchronous(
+        engine, deps.leases, prepared.provider, prepared.payload, row, prepared.options
+    )
 
 
 async def _start_background(
@@ -313,10 +336,10 @@ async def _store(
 
 
 async def count_input_tokens(
-    engine: AsyncEngine, providers: Providers, project_id: str, req: CreateResponseRequest
+    deps: Deps, project_id: str, req: CreateResponseRequest
 ) -> dict[str, Any]:
     """What a create with these parameters would send the model, counted (app/responses/tokens)."""
-    prepared = await prepare(engine, providers, project_id, req)
+    prepared = await prepare(deps, project_id, req)
     count = tokens.estimate(prepared.payload["messages"], prepared.payload.get("tools"))
     return {"object": "response.input_tokens", "input_tokens": count}
 

@@ -74,10 +74,11 @@ async def synchronous(
     provider: ModelProvider,
     payload: dict[str, Any],
     row: ResponseRecord,
+    options: OutputOptions,
 ) -> AsyncGenerator[dict[str, Any], None]:
     """The events of a turn streamed as the model answers; `row` is already stored if `store`
     (and this request owns it as attempt 0, under a lease: it is never claimed by a worker)."""
-    events = TurnEvents(render_response(row), options=OutputOptions.of(row["params"]))
+    events = TurnEvents(render_response(row), options=options)
     if not row["params"]["store"]:
         async for event in _synchronous(engine, provider, payload, row, events):
             yield event

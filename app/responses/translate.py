@@ -1,12 +1,11 @@
 """Responses <-> Chat Completions: the request as a chat payload, the chat result as output."""
 
-import base64
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.kit.ids import new_id, now_seconds
-from app.kit.items import to_chat_messages
+from app.kit.items import namespaced, to_chat_messages
 from app.providers.base import ChatResult, UpstreamFailure
 from app.providers.templates import fit_template
 from app.responses.domain import FinalValues, ResponseStatus, TurnParams
@@ -23,28 +22,70 @@ FORWARDED = (
 )
 
 
+def wants_sealed_reasoning(params: Mapping[str, Any]) -> bool:
+    return "reasoning.encrypted_content" in (params.get("include") or [])
+
+
 @dataclass(frozen=True, slots=True)
 class OutputOptions:
     """What the output carries beyond the answer, as the request asked (include, top_logprobs,
-    reasoning.summary). One reading of the parameters for the stored, streamed and replayed
-    output alike."""
+    reasoning.summary), and how the model's tool names read back (`namespace` tools). One
+    reading of the parameters for the stored, streamed and replayed output alike."""
 
     logprobs: bool = False
     summary: bool = False
     encrypted_reasoning: bool = False
+    # Seals a reasoning text for this response's project (app/kit/sealing.py); None where no
+    # new reasoning is sealed (a replay keeps what was stored).
+    seal: Callable[[str], str] | None = None
+    # A namespaced function's name upstream -> (namespace, name).
+    namespaced: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, params: Mapping[str, Any]) -> "OutputOptions":
+    def of(
+        cls, params: Mapping[str, Any], seal: Callable[[str], str] | None = None
+    ) -> "OutputOptions":
         include = params.get("include") or []
         return cls(
             logprobs="message.output_text.logprobs" in include or bool(params.get("top_logprobs")),
             summary=bool((params.get("reasoning") or {}).get("summary")),
-            encrypted_reasoning="reasoning.encrypted_content" in include,
+            encrypted_reasoning=wants_sealed_reasoning(params),
+            seal=seal,
+            namespaced={
+                namespaced(tool["name"], function["name"]): (tool["name"], function["name"])
+                for tool in params.get("tools") or []
+                if tool["type"] == "namespace"
+                for function in tool["tools"]
+            },
         )
+
+    def function(self, upstream_name: str) -> tuple[str | None, str]:
+        """(namespace, name) of a function the model called by its upstream name."""
+        return self.namespaced.get(upstream_name) or (None, upstream_name)
+
+
+def upstream_functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The function tools the model is offered: functions as they are, a namespace's functions
+    under their namespaced names (its description first), built-in tools left out."""
+    out = []
+    for tool in tools:
+        if tool["type"] == "function":
+            out.append(tool)
+        elif tool["type"] == "namespace":
+            for function in tool["tools"]:
+                about = [tool["description"], function.get("description")]
+                out.append(
+                    {
+                        **function,
+                        "name": namespaced(tool["name"], function["name"]),
+                        "description": "\n\n".join(text for text in about if text) or None,
+                    }
+                )
+    return out
 
 
 def _tools_payload(params: TurnParams) -> dict[str, Any]:
-    tools = params.get("tools") or []
+    tools = upstream_functions(params.get("tools") or [])
     if not tools:
         return {}
     choice = params.get("tool_choice", "auto")
@@ -203,11 +244,13 @@ def message_item(item_id: str, status: str, part: dict[str, Any]) -> dict[str, A
     }
 
 
-def reasoning_item(item_id: str, text: str, options: OutputOptions) -> dict[str, Any]:
+def reasoning_item(
+    item_id: str, text: str, options: OutputOptions, sealed: str | None = None
+) -> dict[str, Any]:
     """The model's reasoning. Self-hosted models show it whole: as the reasoning_text content,
     and, when a summary was asked for, as the summary too (it is all there is to summarise).
-    `encrypted_content`, when included, is that text in base64: not encrypted (nothing here
-    is secret from the client), but opaque and accepted back as OpenAI's is."""
+    `encrypted_content`, when included, is that text sealed for this deployment and project
+    (app/kit/sealing.py), accepted back in a later input; `sealed`: the one already made."""
     item: dict[str, Any] = {
         "id": item_id,
         "type": "reasoning",
@@ -215,7 +258,10 @@ def reasoning_item(item_id: str, text: str, options: OutputOptions) -> dict[str,
         "content": [{"type": "reasoning_text", "text": text}],
     }
     if options.encrypted_reasoning:
-        item["encrypted_content"] = base64.b64encode(text.encode()).decode()
+        if sealed is None and options.seal is not None:
+            sealed = options.seal(text)
+        if sealed is not None:
+            item["encrypted_content"] = sealed
     return item
 
 
@@ -228,8 +274,12 @@ def finish_status(finish_reason: str | None) -> tuple[str, dict[str, Any] | None
     return ResponseStatus.COMPLETED, None
 
 
-def function_call_item(item_id: str, call_id: str, name: str, arguments: str) -> dict[str, Any]:
-    return {
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, namespace: str | None = None
+) -> dict[str, Any]:
+    """A call the model made; to a function of a `namespace` tool, with its `namespace` (and
+    the function's own name), as OpenAI reports it, so the client can route it."""
+    item = {
         "id": item_id,
         "type": "function_call",
         "call_id": call_id,
@@ -237,6 +287,9 @@ def function_call_item(item_id: str, call_id: str, name: str, arguments: str) ->
         "arguments": arguments,
         "status": "completed",
     }
+    if namespace is not None:
+        item["namespace"] = namespace
+    return item
 
 
 def to_output(
@@ -256,12 +309,14 @@ def to_output(
         output.append(message_item(new_id("msg"), status, refusal))
     for call in result.tool_calls:
         function = call.get("function") or {}
+        namespace, name = options.function(str(function.get("name", "")))
         output.append(
             function_call_item(
                 new_id("fc"),
                 str(call.get("id") or new_id("call")),
-                str(function.get("name", "")),
+                name,
                 str(function.get("arguments") or ""),
+                namespace,
             )
         )
     return status, incomplete, output

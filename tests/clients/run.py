@@ -1,4 +1,4 @@
-"""`make test-clients`: Tether driven by the Node `openai` SDK and the Vercel AI SDK.
+"""`make test-clients`: Tether driven by the Node `openai` SDK, the Vercel AI SDK and Codex CLI.
 
 Checks for node >= 20, installs the pinned packages (`npm ci`) when node_modules is missing or
 older than package-lock.json, starts the fake upstream and Tether (embedded mode, a throwaway

@@ -44,6 +44,9 @@ class Knobs:
     # as a model does once it has the tools' results: what an agent loop needs.
     tool_calls_times: int | None = None
     reasoning_content: str | None = None
+    # Once a tool answered (the last message is a `tool` one), reply with what it returned, as
+    # a model reports a command's output: what a client's own tool round trip needs.
+    reply_with_tool_output: bool = False
     chunks: int | None = None
     chunk_delay: float = 0.0
     drop_after_chunks: int | None = None
@@ -157,9 +160,10 @@ class FakeUpstream:
         """Set how requests whose body has this `model` are answered (replacing earlier knobs).
 
         reply, delay, status, error_message, fail_times, finish_reason, usage, tool_calls,
-        reasoning_content, chunks, chunk_delay, drop_after_chunks, refusal, service_tier,
-        max_model_len; unset knobs take the defaults given to the constructor. A request with
-        `logprobs: true` gets a logprob per streamed piece (-0.5 each, `top_logprobs` of them).
+        reasoning_content, reply_with_tool_output, chunks, chunk_delay, drop_after_chunks,
+        refusal, service_tier, max_model_len; unset knobs take the defaults given to the
+        constructor. A request with `logprobs: true` gets a logprob per streamed piece (-0.5
+        each, `top_logprobs` of them).
         """
         parsed = Knobs.parse({**self._default_raw, **knobs})
         with self._lock:
@@ -382,8 +386,11 @@ class _Answer:
         cls, body: dict[str, Any], knobs: Knobs, completion_id: str, call_ids: list[str]
     ) -> "_Answer":
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-        if knobs.reply is not None:
-            content: str | None = knobs.reply
+        tool_output = messages[-1] if messages and messages[-1].get("role") == "tool" else None
+        if knobs.reply_with_tool_output and tool_output is not None and not knobs.tool_calls:
+            content: str | None = "The tool returned: " + message_text(tool_output.get("content"))
+        elif knobs.reply is not None:
+            content = knobs.reply
         elif knobs.tool_calls or knobs.refusal is not None:
             content = None  # like OpenAI: a tool-calling turn carries no text
         else:

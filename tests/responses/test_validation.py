@@ -140,7 +140,13 @@ CASES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
         "input[0].call_id",
         "invalid_type",
     ),
-    ("web search tool", {"tools": [{"type": "web_search"}]}, "tools[0].type", "unsupported_value"),
+    # A client's own freeform tool; built-in ones (web_search...) are left out: test_codex_shapes.
+    (
+        "custom tool",
+        {"tools": [{"type": "custom", "name": "x"}]},
+        "tools[0].type",
+        "unsupported_value",
+    ),
     ("tool_choice without tools", {"tool_choice": "required"}, "tool_choice", "invalid_value"),
     (
         "text format unknown",
