@@ -362,13 +362,21 @@ class ResponsesRepository:
         model: str | None,
         status: ResponseStatus | None,
         metadata: dict[str, str],
+        since: int | None = None,
+        until: int | None = None,
     ) -> list[StoredResponse]:
+        """A page of the project's responses; `since` and `until` (the dashboard's date range)
+        bound created_at, inclusive and exclusive."""
         r = responses.c
         query = select(*VISIBLE).where(r.project_id == project_id, r.deleted_at.is_(None))
         if model is not None:
             query = query.where(r.model == model)
         if status is not None:
             query = query.where(r.status == status)
+        if since is not None:
+            query = query.where(r.created_at >= since)
+        if until is not None:
+            query = query.where(r.created_at < until)
         query = query.where(*metadata_matches(r.metadata, metadata, dialect_name(self.db)))
         result = await self.db.execute(paged(query, r.id, page))
         return [cast(StoredResponse, dict(row)) for row in result.mappings()]
@@ -459,18 +467,20 @@ class ResponsesRepository:
 
     # Operators' tools and retention (app/ops/): across every project.
 
-    async def requeue(self, response_id: str) -> bool:
+    async def requeue(self, response_id: str, project_id: str | None = None) -> bool:
         """failed, or in_progress with its lease run out -> queued, the last attempt's ending
         cleared. `attempts` keeps counting: it is also the token every write of a running job
         is matched on, and a worker still holding an old attempt must find its writes refused.
-        Background responses only. `enqueued_at` is now: the
-        caller hands it to the queue (or the embedded sweeper does, JOB_REQUEUE_AFTER later).
-        False if it is not such a response (any more)."""
+        Background responses only (of `project_id`, if given: the dashboard's). `enqueued_at`
+        is now: the caller hands it to the queue (or the embedded sweeper does,
+        JOB_REQUEUE_AFTER later). False if it is not such a response (any more)."""
         stuck = and_(_r.status == ResponseStatus.IN_PROGRESS, _r.lease_expires_at < time.time())
+        owner = true() if project_id is None else _r.project_id == project_id
         found = await self.db.execute(
             update(responses)
             .where(
                 _r.id == response_id,
+                owner,
                 _r.background == true(),
                 _r.deleted_at.is_(None),
                 (_r.status == ResponseStatus.FAILED) | stuck,
