@@ -67,10 +67,10 @@ async def login_page(request: Request) -> Response:
     """The login form; someone the dashboard already serves goes on to the overview."""
     if await sessions.viewer(request) is not None:
         return RedirectResponse(_next(request.query_params.get("next")), status_code=303)
-    return _login_form(request, None, 200)
+    return _login_form(request, None, 200, request.query_params.get("next"))
 
 
-def _login_form(request: Request, problem: str | None, status: int) -> Response:
+def _login_form(request: Request, problem: str | None, status: int, target: str | None) -> Response:
     settings = settings_of(request)
     # The anonymous session carries the login form's CSRF token.
     session = sessions.read(request) or sessions.Session.new(admin=False)
@@ -82,7 +82,7 @@ def _login_form(request: Request, problem: str | None, status: int) -> Response:
     context = {
         "problem": problem,
         "csrf": session.csrf,
-        "next": _next(request.query_params.get("next")),
+        "next": _next(target),
         "no_admin_key": not settings.admin_api_key,
         "plain_http": plain_http,
     }
@@ -110,7 +110,8 @@ async def login(request: Request) -> Response:
             if not settings.admin_api_key
             else "That is not the admin key."
         )
-        return _login_form(request, problem, 401)
+        target = form.get("next")
+        return _login_form(request, problem, 401, target if isinstance(target, str) else None)
     project = anonymous.project if anonymous else None
     response = RedirectResponse(back_to(form, "/dashboard"), status_code=303)
     # A new token on login: one an attacker planted before cannot be used after.

@@ -164,7 +164,7 @@ class HousekeepingRepository:
             .group_by(_r.status)
         )
         counts = {str(s): 0 for s in statuses}
-        counts.update({str(status): int(n) for status, n in found.tuples()})
+        counts.update({str(status): int(n) for status, n in found})
         return counts
 
     async def oldest_queued(self, project_id: str | None = None) -> tuple[str, int] | None:

@@ -66,6 +66,7 @@ VISIBLE = [c for c in responses.c if c.name not in HIDDEN]
 # What a new row holds unless the caller says otherwise.
 ROW_DEFAULTS: dict[str, Any] = dict.fromkeys(HIDDEN - {"input", "messages"})
 ROW_DEFAULTS["attempts"] = 0
+ROW_DEFAULTS["started_at"] = None
 _r = responses.c
 
 GET = DriverStatement(
@@ -107,6 +108,7 @@ CLAIM = DriverStatement(
         status=ResponseStatus.IN_PROGRESS,
         attempts=_r.attempts + 1,
         lease_expires_at=bindparam("lease"),
+        started_at=bindparam("started"),
     )
     .returning(*responses.c)
 )
@@ -225,8 +227,9 @@ class ResponsesRepository:
     async def claim(self, response_id: str, lease_seconds: float) -> ResponseRecord | None:
         """queued -> in_progress, or None if it is not queued (running elsewhere, cancelled,
         finished: a redelivered or duplicate task lands here and does nothing)."""
+        now = time.time()
         rows = await CLAIM.fetch(
-            self.db, response_id=response_id, lease=time.time() + lease_seconds
+            self.db, response_id=response_id, lease=now + lease_seconds, started=now
         )
         return cast(ResponseRecord, rows[0]) if rows else None
 
@@ -245,6 +248,7 @@ class ResponsesRepository:
                 attempts=_r.attempts - 1,
                 lease_expires_at=None,
                 enqueued_at=None,
+                started_at=None,
             )
         )
 
@@ -278,7 +282,12 @@ class ResponsesRepository:
                 _r.lease_expires_at < time.time(),
                 _r.attempts < max_attempts,
             )
-            .values(status=ResponseStatus.QUEUED, lease_expires_at=None, enqueued_at=time.time())
+            .values(
+                status=ResponseStatus.QUEUED,
+                lease_expires_at=None,
+                enqueued_at=time.time(),
+                started_at=None,
+            )
             .returning(_r.id)
         )
         return [row.id for row in result]
@@ -489,6 +498,7 @@ class ResponsesRepository:
                 status=ResponseStatus.QUEUED,
                 lease_expires_at=None,
                 enqueued_at=time.time(),
+                started_at=None,
                 output=[],
                 usage=None,
                 error=None,
