@@ -178,7 +178,9 @@ def ago(seconds: float | None) -> str:
 
 
 def span(start: float | None, end: float | None) -> str:
-    """How long from start to end, to the tenth of a second; empty if either is unknown."""
+    """How long from start to end, in whole seconds (created_at and completed_at are whole
+    seconds, as OpenAI's); empty if either is unknown."""
     if start is None or end is None:
         return ""
-    return f"{max(0.0, end - start):.1f} s"
+    seconds = end - start
+    return "under 1 s" if seconds < 1 else f"{seconds:.0f} s"
