@@ -5,6 +5,8 @@ test, against one server with an admin key and two projects, alpha and beta.
 The server runs background jobs itself (embedded mode), one at a time (WORKER_CONCURRENCY=1):
 a job started behind a slow one stays `queued` until it is let through, which is how a test
 gets a queued job to cancel. Its database is its own: the keys made here end keyless mode.
+Server and database are the package's: they stop when its tests are done, not at the end of
+the whole suite.
 """
 
 import uuid
@@ -24,8 +26,8 @@ from playwright.sync_api import (
 
 from app.config import Settings
 from tests.auth.harness import make_key
-from tests.conftest import SMALL_POOL
-from tests.dashboard.harness import ADMIN_KEY, CHROMIUM, Dashboard
+from tests.conftest import CHROMIUM, SMALL_POOL
+from tests.dashboard.harness import ADMIN_KEY, Dashboard
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ServerThread, migrated_database, query, running_server
 
@@ -37,7 +39,7 @@ class Project:
     key: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dash_settings(
     fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
@@ -64,17 +66,17 @@ def _project(settings: Settings, name: str) -> Project:
     return Project(name, str(project_id), key)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def alpha(dash_settings: Settings) -> Project:
     return _project(dash_settings, f"alpha-{uuid.uuid4().hex[:6]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def beta(dash_settings: Settings) -> Project:
     return _project(dash_settings, f"beta-{uuid.uuid4().hex[:6]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dash_server(dash_settings: Settings, alpha: Project, beta: Project) -> Iterator[ServerThread]:
     with running_server(dash_settings) as srv:
         yield srv

@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page
 
-CHROMIUM = "/usr/bin/chromium"
 ADMIN_KEY = "dashboard-admin-key-for-tests"
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
 COOKIE = "tether_dashboard"
