@@ -30,6 +30,7 @@ from app.dashboard.web import (
     settings_of,
     templates,
 )
+from app.ops.export import Kind
 from app.responses.domain import IN_FLIGHT
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=DashboardRoute)
@@ -46,8 +47,9 @@ NOTICES = {
 
 def install(app: FastAPI) -> None:
     """The pages, and the files they use (CSS, htmx, the live page's script)."""
-    app.include_router(router)
+    # The files first: the pages' router ends with a catch-all for unknown addresses.
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+    app.include_router(router)
 
 
 def _notice(request: Request) -> str | None:
@@ -286,9 +288,10 @@ async def webhooks(request: Request, seen: ViewerDep) -> Response:
 async def export(request: Request, seen: ViewerDep) -> Response:
     """The current filter as JSON Lines (`tether export`'s lines), as a download."""
     project = project_of(seen, settings_of(request))
-    kind = request.query_params.get("kind", "responses")
-    if kind not in ("responses", "chat"):
+    asked = request.query_params.get("kind", "responses")
+    if asked not in ("responses", "chat"):
         raise Refused(400, "Export kind must be 'responses' or 'chat'.")
+    kind: Kind = "chat" if asked == "chat" else "responses"
     wanted = read_filter(request.query_params)
     if wanted.problems:
         raise Refused(400, " ".join(wanted.problems))
@@ -296,7 +299,7 @@ async def export(request: Request, seen: ViewerDep) -> Response:
     # the project at its own pace, and the download streams from the file at the client's.
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
     engine = request.app.state.engine
-    await service.export(engine, project, kind, wanted, spool.write)  # type: ignore[arg-type]
+    await service.export(engine, project, kind, wanted, spool.write)
     spool.seek(0)
     name = f"tether-{kind}-{project}.jsonl"
     return StreamingResponse(
@@ -312,6 +315,13 @@ async def _chunks(spool: Any) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         spool.close()
+
+
+@router.get("/{unknown:path}")
+async def not_a_page(unknown: str, seen: ViewerDep) -> Response:
+    """An address the dashboard does not have: its own 404 page (after the login, as every
+    page), not the API's JSON."""
+    raise Refused(404, f"The dashboard has no page '/dashboard/{unknown}'.")
 
 
 def export_link(wanted: ResponseFilter, kind: str) -> str:

@@ -52,6 +52,9 @@ def dash_settings(
             auth_cache_seconds=0.2,
             worker_concurrency=1,
             job_cancel_poll=0.1,
+            # Its sweeper must leave alone the queued job of test_workers' Celery-mode server
+            # (on this database, with no worker); its own jobs are handed over at once.
+            job_requeue_after=600.0,
             webhook_allow_http=True,
             webhook_allow_private=True,
             **SMALL_POOL,

@@ -35,6 +35,7 @@ def pages(response_id: str) -> list[str]:
         "/dashboard/jobs",
         "/dashboard/webhooks",
         "/dashboard/export?kind=responses",
+        "/dashboard/no-such-page",
     ]
 
 
