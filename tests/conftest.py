@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -52,7 +53,8 @@ CHROMIUM = "/usr/bin/chromium"
 def pytest_collection_finish(session: pytest.Session) -> None:
     # Checked once the tests are known, so that a run without the dashboard's tests does not
     # need a browser; a run with them stops before the first test, naming what is missing.
-    wants_browser = any(item.nodeid.startswith("tests/dashboard/") for item in session.items)
+    browser_tests = Path(__file__).parent / "dashboard"
+    wants_browser = any(item.path.is_relative_to(browser_tests) for item in session.items)
     if wants_browser and not os.access(CHROMIUM, os.X_OK):
         pytest.exit(
             f"not installed: {CHROMIUM}, which the dashboard tests (tests/dashboard) drive. "
