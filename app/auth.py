@@ -79,6 +79,15 @@ def _forwarded(request: Request) -> bool:
     return any(name in request.headers for name in FORWARDING)
 
 
+def _local(request: Request) -> bool:
+    """From this machine, by a loopback name, not passed on by a proxy."""
+    return (
+        is_loopback_client(request.client.host if request.client else None)
+        and is_loopback_name(request.headers.get("host"))
+        and not _forwarded(request)
+    )
+
+
 def _mask(key: str) -> str:
     return f"{key[:10]}{'*' * 8}{key[-4:]}" if len(key) > 16 else "*" * len(key)
 
@@ -112,13 +121,14 @@ class Authenticator:
             self._any_key = (time.monotonic() + self.ttl, exists)
         return not exists
 
+    async def local_keyless(self, request: Request) -> bool:
+        """Keyless mode, and the request comes from this machine, addressed by a loopback
+        name, not through a proxy: what is served without a key (the dashboard too)."""
+        return await self.keyless() and _local(request)
+
     async def identify(self, request: Request) -> Caller:
         if await self.keyless():
-            if self.mode == "none" or (
-                is_loopback_client(request.client.host if request.client else None)
-                and is_loopback_name(request.headers.get("host"))
-                and not _forwarded(request)
-            ):
+            if self.mode == "none" or _local(request):
                 return self.default
             raise Unauthorized(
                 "Tether has no API keys yet, so it answers only clients on this machine that "
@@ -193,6 +203,13 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 ProjectDep = Annotated[str, Depends(get_project_id)]
 
 
+def is_admin_key(settings: Settings, key: str | None) -> bool:
+    """Whether `key` is the operators' key (ADMIN_API_KEY); never, while none is set."""
+    if not settings.admin_api_key or key is None:
+        return False
+    return hmac.compare_digest(key.encode(), settings.admin_api_key.encode())
+
+
 def require_admin(request: Request) -> None:
     """The operators' routes (/metrics): `Authorization: Bearer <ADMIN_API_KEY>`, else 401."""
     settings: Settings = request.app.state.settings
@@ -202,8 +219,7 @@ def require_admin(request: Request) -> None:
             "'Authorization: Bearer <key>' (or METRICS_PUBLIC=true to serve /metrics to anyone).",
             code="invalid_api_key",
         )
-    key = _bearer(request.headers.get("authorization"))
-    if key is None or not hmac.compare_digest(key.encode(), settings.admin_api_key.encode()):
+    if not is_admin_key(settings, _bearer(request.headers.get("authorization"))):
         raise Unauthorized(
             "This route needs the admin key: 'Authorization: Bearer <ADMIN_API_KEY>'.",
             code="invalid_api_key",

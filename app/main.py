@@ -16,6 +16,7 @@ from app.catalog.endpoints import router as catalog_router
 from app.chat.endpoints import router as chat_router
 from app.config import Settings, get_settings, settings_or_exit
 from app.conversations.endpoints import router as conversations_router
+from app.dashboard.endpoints import install as install_dashboard
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.jobs import CeleryEnqueuer, celery_client
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
         ops_router,
     ):
         mount(app, router)
+    install_dashboard(app)
     install_openapi(app)
     return app
 

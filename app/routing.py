@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from app.auth import get_caller
+from app.dashboard.session import api_caller
 from app.limits.guard import parse_json
 
 
@@ -28,3 +29,21 @@ class GuardedRoute(APIRoute):
             return await handler(request)
 
         return guarded
+
+
+class SessionReadableRoute(GuardedRoute):
+    """A /v1 route the dashboard's session cookie may read too (with no key): the live page
+    follows a stream with EventSource, which cannot send an Authorization header. Keys work
+    here as everywhere; a request that carries one is judged by it alone."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def with_session(request: Request) -> Response:
+            caller = await api_caller(request)
+            if caller is not None:
+                request.state.caller = caller  # get_caller takes it as already known
+                request.state.project_id = caller.project_id
+            return await handler(request)
+
+        return with_session

@@ -4,9 +4,11 @@ Every server test runs once per backend. Tests isolate themselves by data, not b
 each gets its own model name, under which the fake upstream records what it received.
 """
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -40,6 +42,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(
             "not reachable: " + "; ".join(missing) + ". Run `make test`, which starts "
             "them with docker compose when it can.",
+            returncode=3,
+        )
+
+
+# The dashboard's browser tests drive Debian's chromium package (never a downloaded browser).
+CHROMIUM = "/usr/bin/chromium"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Checked once the tests are known, so that a run without the dashboard's tests does not
+    # need a browser; a run with them stops before the first test, naming what is missing.
+    browser_tests = Path(__file__).parent / "dashboard"
+    wants_browser = any(item.path.is_relative_to(browser_tests) for item in session.items)
+    if wants_browser and not os.access(CHROMIUM, os.X_OK):
+        pytest.exit(
+            f"not installed: {CHROMIUM}, which the dashboard tests (tests/dashboard) drive. "
+            "Install Debian's package (`apt-get install chromium`); `make test` does when it "
+            "runs as root.",
             returncode=3,
         )
 

@@ -87,10 +87,14 @@ class ChatCompletionsRepository:
         *,
         since: int | None,
         metadata: dict[str, str],
+        until: int | None = None,
+        model: str | None = None,
     ) -> list[dict[str, Any]]:
         """A project's stored completions in id order after `after`: a page of an export."""
         c = completions.c
         query = select(c.id, c.messages, c.request, c.completion).where(c.project_id == project_id)
+        if model is not None:
+            query = query.where(c.model == model)
         page = export_page_query(
             query,
             (c.id, c.created, c.metadata),
@@ -99,6 +103,7 @@ class ChatCompletionsRepository:
             since=since,
             metadata=metadata,
             limit=limit,
+            until=until,
         )
         found = await self.db.execute(page)
         return [dict(row) for row in found.mappings()]

@@ -6,7 +6,7 @@ from sqlalchemy import Table, delete, func, insert, select, update
 
 from app.kit.driver import Db
 from app.kit.ids import now_seconds
-from app.kit.listing import PageQuery
+from app.kit.listing import PageQuery, paged
 from app.models import ConversationItemRow, ConversationRow
 
 conversations = cast(Table, ConversationRow.__table__)
@@ -39,6 +39,22 @@ class ConversationsRepository:
         )
         row = result.mappings().one_or_none()
         return dict(row) if row else None
+
+    async def list_page(self, project_id: str, page: PageQuery) -> list[dict[str, Any]]:
+        """A page of the project's conversations, with how many items each holds (the
+        dashboard's list; OpenAI's API has no list of conversations)."""
+        c, i = conversations.c, conversation_items.c
+        count = (
+            select(func.count())
+            .where(i.conversation_id == c.id)
+            .correlate(conversations)
+            .scalar_subquery()
+        )
+        query = select(c.id, c.created_at, c.metadata, count.label("items")).where(
+            c.project_id == project_id
+        )
+        result = await self.db.execute(paged(query, c.id, page))
+        return [dict(row) for row in result.mappings()]
 
     async def set_metadata(
         self, project_id: str, conversation_id: str, metadata: dict[str, Any]

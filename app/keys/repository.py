@@ -26,6 +26,13 @@ class KeysRepository:
         row = found.mappings().one_or_none()
         return dict(row) if row else None
 
+    async def projects(self) -> list[dict[str, Any]]:
+        """Every project, by name (the dashboard's selector)."""
+        found = await self.conn.execute(
+            select(projects.c.id, projects.c.name).order_by(projects.c.name)
+        )
+        return [dict(row) for row in found.mappings()]
+
     async def create_project(self, project_id: str, name: str) -> dict[str, Any]:
         row = {"id": project_id, "name": name, "created_at": now_seconds()}
         await self.conn.execute(insert(projects).values(row))

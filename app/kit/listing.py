@@ -89,13 +89,17 @@ def export_page_query(
     since: int | None,
     metadata: dict[str, str],
     limit: int,
+    until: int | None = None,
 ) -> Select[Any]:
-    """One page of an export: (id, created, metadata) `columns` filtered by creation time and
-    metadata, in id order after the `after` cursor (keyset: constant cost at any depth)."""
+    """One page of an export: (id, created, metadata) `columns` filtered by creation time
+    (since inclusive, until exclusive) and metadata, in id order after the `after` cursor
+    (keyset: constant cost at any depth)."""
     id_column, created, metadata_column = columns
     if after is not None:
         query = query.where(id_column > after)
     if since is not None:
         query = query.where(created >= since)
+    if until is not None:
+        query = query.where(created < until)
     query = query.where(*metadata_matches(metadata_column, metadata, dialect))
     return query.order_by(id_column).limit(limit)

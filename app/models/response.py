@@ -55,6 +55,9 @@ class ResponseRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # A running job's worker pushes this forward; past it, the sweeper presumes the worker dead.
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    # When its current attempt began (a worker's claim; a synchronous turn: its request), for
+    # the dashboard's timings; NULL while queued.
+    started_at: Mapped[float | None] = mapped_column(Float)
     # When the job was last handed to the queue; a queued row older than that was lost.
     enqueued_at: Mapped[float | None] = mapped_column(Float)
     # Idempotency-Key of the create, and a hash of its body (the same key with another body

@@ -48,22 +48,37 @@ async def export(
     since: int | None = None,
     metadata: dict[str, str] | None = None,
     progress: Callable[[int], None] = lambda _: None,
+    until: int | None = None,
+    model: str | None = None,
 ) -> int:
-    """Write the project's lines of `kind` (each ending in a newline); how many."""
+    """Write the project's lines of `kind` (each ending in a newline); how many. `until`
+    (exclusive) and `model` narrow it further (the dashboard's filter)."""
     after: str | None = None
     written = 0
     while True:
         async with engine.connect() as conn:
             if kind == "chat":
                 rows = await ChatCompletionsRepository(conn).export_page(
-                    project, after, PAGE, since=since, metadata=metadata or {}
+                    project,
+                    after,
+                    PAGE,
+                    since=since,
+                    metadata=metadata or {},
+                    until=until,
+                    model=model,
                 )
                 lines = [chat_line(row) for row in rows]
                 for line in lines:
                     write(orjson.dumps(line) + b"\n")
             else:
                 rows = await HousekeepingRepository(conn).export_page(
-                    project, after, PAGE, since=since, metadata=metadata or {}
+                    project,
+                    after,
+                    PAGE,
+                    since=since,
+                    metadata=metadata or {},
+                    until=until,
+                    model=model,
                 )
                 # A line carries its whole thread: each is written as soon as it is built, so
                 # memory holds one thread, not a page of them.

@@ -8,8 +8,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.jobs import RUN_RESPONSES_TASK, celery_client
-from app.kit.eventlog import create_event_log
+from app.jobs import RUN_RESPONSES_TASK, Enqueuer, celery_client
+from app.kit.eventlog import EventLog, create_event_log
 from app.responses.domain import ResponseStatus
 from app.responses.housekeeping import HousekeepingRepository, JobRow
 from app.responses.repository import ResponsesRepository
@@ -59,15 +59,29 @@ async def list_jobs(engine: AsyncEngine, state: ResponseStatus, limit: int) -> l
         return await HousekeepingRepository(conn).jobs(state, limit)
 
 
-async def requeue(engine: AsyncEngine, settings: Settings, response_id: str) -> bool:
+async def requeue(
+    engine: AsyncEngine,
+    settings: Settings,
+    response_id: str,
+    *,
+    project_id: str | None = None,
+    server: tuple[EventLog, Enqueuer] | None = None,
+) -> bool:
     """A failed background response, or one whose worker stopped renewing its lease, queued
-    again as new; False if there is no such response. Then it is handed to Celery, or, in
-    embedded mode, left to the server's sweeper (within JOB_REQUEUE_AFTER seconds)."""
+    again as new; False if there is no such response (of `project_id`, if given). Then it is
+    handed to Celery, or, in embedded mode, left to the server's sweeper (within
+    JOB_REQUEUE_AFTER seconds). `server`: the event log and queue of the serving process
+    (the dashboard), used instead of connections of this call's own (the CLI)."""
     async with engine.begin() as conn:
-        if not await ResponsesRepository(conn).requeue(response_id):
+        if not await ResponsesRepository(conn).requeue(response_id, project_id):
             return False
     # The last attempt's events (its failure among them) are forgotten: a client following
     # the stream sees the new run as a new job's.
+    if server is not None:
+        event_log, enqueuer = server
+        await event_log.rewind(response_id, CREATE_EVENTS)
+        await enqueuer.enqueue([response_id])
+        return True
     event_log = create_event_log(settings, engine)
     try:
         await event_log.rewind(response_id, CREATE_EVENTS)

@@ -77,6 +77,8 @@ class StoredResponse(TypedDict):
     incomplete_details: dict[str, Any] | None
     metadata: dict[str, str]
     service_tier: NotRequired[str | None]
+    # When its current attempt began (not part of the Response object: the dashboard's).
+    started_at: NotRequired[float | None]
 
 
 class ResponseRecord(StoredResponse):

@@ -18,7 +18,7 @@ from app.responses import service, streaming
 from app.responses.domain import ResponseStatus
 from app.responses.params import omitted_tools
 from app.responses.schemas import CountTokensRequest, CreateResponseRequest
-from app.routing import GuardedRoute
+from app.routing import GuardedRoute, SessionReadableRoute
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,6 @@ async def list_responses(
     )
 
 
-@router.get("/{response_id}")
 async def retrieve_response(
     response_id: str,
     request: Request,
@@ -154,6 +153,15 @@ async def retrieve_response(
         streaming.follow(engine, request.app.state.event_log, project_id, response_id, after),
         include_obfuscation,
     )
+
+
+# The dashboard's live page reads this one route with its session cookie (app/routing.py).
+router.add_api_route(
+    "/{response_id}",
+    retrieve_response,
+    methods=["GET"],
+    route_class_override=SessionReadableRoute,
+)
 
 
 @router.post("/compact")

@@ -24,6 +24,11 @@ def _expired(table: Any, cutoff: int) -> ColumnElement[bool]:
     return and_(table.c.created_at < cutoff, table.c.status.not_in(sorted(IN_FLIGHT)))
 
 
+def _of(project_id: str | None) -> ColumnElement[bool]:
+    """Of one project, or (None) of every project: the operators' tools see them all."""
+    return true() if project_id is None else _r.project_id == project_id
+
+
 def _has_children(table: Any) -> ColumnElement[bool]:
     child = responses.alias("child")
     return exists().where(child.c.previous_response_id == table.c.id)
@@ -48,6 +53,7 @@ class JobRow:
     created_at: int
     attempts: int
     error_code: str | None
+    error_message: str | None = None
 
 
 class HousekeepingRepository:
@@ -144,32 +150,46 @@ class HousekeepingRepository:
         )
         return Expired(remove=int(expired.scalar_one()) - int(kept), tombstone=int(tombstone))
 
-    async def count_by_status(self, statuses: list[ResponseStatus]) -> dict[str, int]:
+    async def count_by_status(
+        self, statuses: list[ResponseStatus], project_id: str | None = None
+    ) -> dict[str, int]:
+        """Responses in each of these statuses: of every project, or of one (the dashboard)."""
         found = await self.db.execute(
             select(_r.status, func.count())
-            .where(_r.status.in_([str(s) for s in statuses]), _r.deleted_at.is_(None))
+            .where(
+                _r.status.in_([str(s) for s in statuses]),
+                _r.deleted_at.is_(None),
+                _of(project_id),
+            )
             .group_by(_r.status)
         )
         counts = {str(s): 0 for s in statuses}
-        counts.update({str(status): int(n) for status, n in found.tuples()})
+        counts.update({str(status): int(n) for status, n in found})
         return counts
 
-    async def oldest_queued(self) -> tuple[str, int] | None:
-        """The queued response waiting longest: its id and created_at."""
+    async def oldest_queued(self, project_id: str | None = None) -> tuple[str, int] | None:
+        """The queued response waiting longest (of a project, if given): id and created_at."""
         found = await self.db.execute(
             select(_r.id, _r.created_at)
-            .where(_r.status == ResponseStatus.QUEUED)
+            .where(_r.status == ResponseStatus.QUEUED, _of(project_id))
             .order_by(_r.created_at, _r.id)
             .limit(1)
         )
         row = found.one_or_none()
         return (row.id, int(row.created_at)) if row else None
 
-    async def jobs(self, status: ResponseStatus, limit: int) -> list[JobRow]:
-        """Background responses in `status`, newest first."""
+    async def jobs(
+        self, status: ResponseStatus, limit: int, project_id: str | None = None
+    ) -> list[JobRow]:
+        """Background responses in `status` (of a project, if given), newest first."""
         found = await self.db.execute(
             select(_r.id, _r.project_id, _r.model, _r.status, _r.created_at, _r.attempts, _r.error)
-            .where(_r.status == status, _r.background == true(), _r.deleted_at.is_(None))
+            .where(
+                _r.status == status,
+                _r.background == true(),
+                _r.deleted_at.is_(None),
+                _of(project_id),
+            )
             .order_by(_r.id.desc())
             .limit(limit)
         )
@@ -182,6 +202,7 @@ class HousekeepingRepository:
                 int(row.created_at),
                 int(row.attempts),
                 (row.error or {}).get("code"),
+                (row.error or {}).get("message"),
             )
             for row in found
         ]
@@ -194,6 +215,8 @@ class HousekeepingRepository:
         *,
         since: int | None,
         metadata: dict[str, str],
+        until: int | None = None,
+        model: str | None = None,
     ) -> list[dict[str, Any]]:
         """Completed responses of a project in id order after `after`: a page of an export."""
         query = select(
@@ -209,6 +232,8 @@ class HousekeepingRepository:
             _r.deleted_at.is_(None),
             _r.status == ResponseStatus.COMPLETED,
         )
+        if model is not None:
+            query = query.where(_r.model == model)
         page = export_page_query(
             query,
             (_r.id, _r.created_at, _r.metadata),
@@ -217,6 +242,7 @@ class HousekeepingRepository:
             since=since,
             metadata=metadata,
             limit=limit,
+            until=until,
         )
         found = await self.db.execute(page)
         return [dict(row) for row in found.mappings()]

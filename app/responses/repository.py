@@ -66,6 +66,7 @@ VISIBLE = [c for c in responses.c if c.name not in HIDDEN]
 # What a new row holds unless the caller says otherwise.
 ROW_DEFAULTS: dict[str, Any] = dict.fromkeys(HIDDEN - {"input", "messages"})
 ROW_DEFAULTS["attempts"] = 0
+ROW_DEFAULTS["started_at"] = None
 _r = responses.c
 
 GET = DriverStatement(
@@ -99,15 +100,18 @@ CREATE = DriverStatement(_insert)
 _created = _insert.returning(_r.id, _r.project_id).cte("created")
 CREATE_INDEXED = DriverStatement(index_from("postgresql", _created.c.project_id, _created.c.id))
 
+# What a claim writes (one job, or several at once): queued -> in_progress, one more attempt.
+_CLAIMED = {
+    "status": ResponseStatus.IN_PROGRESS,
+    "attempts": _r.attempts + 1,
+    "lease_expires_at": bindparam("lease"),
+    "started_at": bindparam("started"),
+}
 # A background job's claim and end run once per job on a worker's hot path: on the driver.
 CLAIM = DriverStatement(
     update(responses)
     .where(_r.id == bindparam("response_id"), _r.status == ResponseStatus.QUEUED)
-    .values(
-        status=ResponseStatus.IN_PROGRESS,
-        attempts=_r.attempts + 1,
-        lease_expires_at=bindparam("lease"),
-    )
+    .values(_CLAIMED)
     .returning(*responses.c)
 )
 # The end of a turn, for whoever owns it: the request streaming it (attempt 0, never claimed)
@@ -225,22 +229,21 @@ class ResponsesRepository:
     async def claim(self, response_id: str, lease_seconds: float) -> ResponseRecord | None:
         """queued -> in_progress, or None if it is not queued (running elsewhere, cancelled,
         finished: a redelivered or duplicate task lands here and does nothing)."""
+        now = time.time()
         rows = await CLAIM.fetch(
-            self.db, response_id=response_id, lease=time.time() + lease_seconds
+            self.db, response_id=response_id, lease=now + lease_seconds, started=now
         )
         return cast(ResponseRecord, rows[0]) if rows else None
 
     async def claim_many(self, ids: list[str], lease_seconds: float) -> list[ResponseRecord]:
         """`claim` for several jobs in one statement: the rows of those that were queued."""
+        now = time.time()
         result = await self.db.execute(
             update(responses)
             .where(_r.id.in_(ids), _r.status == ResponseStatus.QUEUED)
-            .values(
-                status=ResponseStatus.IN_PROGRESS,
-                attempts=_r.attempts + 1,
-                lease_expires_at=time.time() + lease_seconds,
-            )
-            .returning(*responses.c)
+            .values(_CLAIMED)
+            .returning(*responses.c),
+            {"lease": now + lease_seconds, "started": now},
         )
         return [cast(ResponseRecord, dict(row._mapping)) for row in result]
 
@@ -259,6 +262,7 @@ class ResponsesRepository:
                 attempts=_r.attempts - 1,
                 lease_expires_at=None,
                 enqueued_at=None,
+                started_at=None,
             )
         )
 
@@ -292,7 +296,12 @@ class ResponsesRepository:
                 _r.lease_expires_at < time.time(),
                 _r.attempts < max_attempts,
             )
-            .values(status=ResponseStatus.QUEUED, lease_expires_at=None, enqueued_at=time.time())
+            .values(
+                status=ResponseStatus.QUEUED,
+                lease_expires_at=None,
+                enqueued_at=time.time(),
+                started_at=None,
+            )
             .returning(_r.id)
         )
         return [row.id for row in result]
@@ -376,13 +385,21 @@ class ResponsesRepository:
         model: str | None,
         status: ResponseStatus | None,
         metadata: dict[str, str],
+        since: int | None = None,
+        until: int | None = None,
     ) -> list[StoredResponse]:
+        """A page of the project's responses; `since` and `until` (the dashboard's date range)
+        bound created_at, inclusive and exclusive."""
         r = responses.c
         query = select(*VISIBLE).where(r.project_id == project_id, r.deleted_at.is_(None))
         if model is not None:
             query = query.where(r.model == model)
         if status is not None:
             query = query.where(r.status == status)
+        if since is not None:
+            query = query.where(r.created_at >= since)
+        if until is not None:
+            query = query.where(r.created_at < until)
         query = query.where(*metadata_matches(r.metadata, metadata, dialect_name(self.db)))
         result = await self.db.execute(paged(query, r.id, page))
         return [cast(StoredResponse, dict(row)) for row in result.mappings()]
@@ -473,18 +490,20 @@ class ResponsesRepository:
 
     # Operators' tools and retention (app/ops/): across every project.
 
-    async def requeue(self, response_id: str) -> bool:
+    async def requeue(self, response_id: str, project_id: str | None = None) -> bool:
         """failed, or in_progress with its lease run out -> queued, the last attempt's ending
         cleared. `attempts` keeps counting: it is also the token every write of a running job
         is matched on, and a worker still holding an old attempt must find its writes refused.
-        Background responses only. `enqueued_at` is now: the
-        caller hands it to the queue (or the embedded sweeper does, JOB_REQUEUE_AFTER later).
-        False if it is not such a response (any more)."""
+        Background responses only (of `project_id`, if given: the dashboard's). `enqueued_at`
+        is now: the caller hands it to the queue (or the embedded sweeper does,
+        JOB_REQUEUE_AFTER later). False if it is not such a response (any more)."""
         stuck = and_(_r.status == ResponseStatus.IN_PROGRESS, _r.lease_expires_at < time.time())
+        owner = true() if project_id is None else _r.project_id == project_id
         found = await self.db.execute(
             update(responses)
             .where(
                 _r.id == response_id,
+                owner,
                 _r.background == true(),
                 _r.deleted_at.is_(None),
                 (_r.status == ResponseStatus.FAILED) | stuck,
@@ -493,6 +512,7 @@ class ResponsesRepository:
                 status=ResponseStatus.QUEUED,
                 lease_expires_at=None,
                 enqueued_at=time.time(),
+                started_at=None,
                 output=[],
                 usage=None,
                 error=None,

@@ -174,6 +174,8 @@ async def prepare(
         "idempotency_key": key.key if key else None,
         "request_hash": key.hash if key else None,
         "enqueued_at": now_seconds() if req.background else None,
+        # A synchronous turn starts now; a background one when a worker claims it.
+        "started_at": None if req.background else time.time(),
     }
     payload = await turn.build_payload(engine, deps.providers, row)
     options = await reasoning.output_options(deps.keyring, row)

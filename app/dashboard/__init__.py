@@ -1,0 +1,1 @@
+"""The web dashboard at /dashboard (see endpoints.py)."""
