@@ -9,6 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.providers.catalog import load_catalog
+
 DEFAULT_PROJECT_ID = "proj_default"
 
 
@@ -51,6 +53,16 @@ class Settings(BaseSettings):
     # `max_tokens` is what vLLM, Ollama, llama.cpp and SGLang all accept; OpenAI's reasoning
     # models want `max_completion_tokens`.
     upstream_max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # The model catalog: a TOML file naming the model servers behind each model name
+    # (app/providers/catalog.py). UPSTREAM_BASE_URL, if set too, serves every other name.
+    tether_models: str | None = None
+    # How long a request waits for a place at a model whose deployments are all at their
+    # max_concurrency before it is answered 429 (a background job waits as long as it may run).
+    model_queue_seconds: float = Field(default=30.0, ge=0)
+    # A catalog deployment that failed this many times in a row (refused, timed out, 5xx) is
+    # skipped for circuit_open_seconds; then one request probes it (half-open).
+    circuit_failures: int = Field(default=3, ge=1)
+    circuit_open_seconds: float = Field(default=10.0, gt=0)
 
     # Background jobs (DESIGN §6). A worker renews its lease every lease/3 seconds; the sweeper
     # re-runs a job whose lease ran out (its worker is presumed dead) up to job_max_attempts.
@@ -160,7 +172,17 @@ class Settings(BaseSettings):
             raise ValueError(f"must be postgresql://… or sqlite://…, not {backend}://")
         return value
 
+    @field_validator("tether_models")
+    @classmethod
+    def _catalog_loads(cls, value: str | None) -> str | None:
+        # Read here, so that every process refuses a bad catalog at start with one line naming
+        # the bad key (settings_or_exit); the providers read it again to build their routes.
+        if value is not None:
+            load_catalog(value)
+        return value
+
     @field_validator(
+        "tether_models",
         "upstream_base_url",
         "upstream_api_key",
         "redis_url",

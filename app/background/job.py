@@ -74,7 +74,10 @@ async def _run(
     stream: TurnEvents,
 ) -> Ending:
     try:
-        provider = providers.for_model(job.row["model"])
+        params = job.row["params"]
+        provider = providers.for_model(
+            job.row["model"], tier=params.get("service_tier"), background=True
+        )
         payload = await turn.build_payload(engine, providers, job.row, accepted=True)
     except APIError as exc:  # the model or the conversation went away since the create
         return stream.fail(UpstreamFailure("client", exc.message))

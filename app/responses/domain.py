@@ -68,6 +68,7 @@ class StoredResponse(TypedDict):
     incomplete_details: dict[str, Any] | None
     metadata: dict[str, str]
     service_tier: NotRequired[str | None]
+    deployment: NotRequired[str | None]  # not on the object: x-tether-deployment
 
 
 class ResponseRecord(StoredResponse):
@@ -94,6 +95,7 @@ class FinalValues(TypedDict, total=False):
     completed_at: int | None
     messages: list[dict[str, Any]]
     service_tier: str | None  # the one the upstream says it used
+    deployment: str | None  # the catalog deployment that answered (or failed last)
 
 
 FINAL_COLUMNS = (
@@ -105,4 +107,5 @@ FINAL_COLUMNS = (
     "completed_at",
     "messages",
     "service_tier",
+    "deployment",
 )

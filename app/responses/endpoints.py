@@ -63,7 +63,8 @@ async def create_response(
         events = await service.create_stream(deps, caller, body, idempotency_key)
         obfuscate = bool((body.stream_options or {}).get("include_obfuscation"))
         return event_stream(request, events, obfuscate)
-    return json_response(await service.create_response(deps, caller, body, idempotency_key))
+    created = await service.create_response(deps, caller, body, idempotency_key)
+    return json_response(created.body, headers=created.headers)
 
 
 @router.post("/input_tokens")
@@ -113,7 +114,7 @@ async def retrieve_response(
     then live ones until it ends (a background response can be resumed this way)."""
     response = await service.get_response(engine, project_id, response_id)
     if not stream:
-        return json_response(response)
+        return json_response(response.body, headers=response.headers)
     after = -1 if starting_after is None else starting_after
     return event_stream(
         request,

@@ -27,7 +27,8 @@ from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
 from app.kit.items import normalize_input, to_chat_messages
 from app.kit.listing import PageQuery, page_of_list
-from app.providers.base import ModelProvider, UpstreamFailure, upstream_error
+from app.kit.tiers import tier_of
+from app.providers.base import DEPLOYMENT_HEADER, ModelProvider, UpstreamFailure, upstream_error
 from app.providers.registry import Providers
 from app.responses import streaming, tokens, turn
 from app.responses.domain import (
@@ -40,7 +41,7 @@ from app.responses.domain import (
 from app.responses.events import TurnEvents
 from app.responses.leases import TurnLeases
 from app.responses.params import check_request
-from app.responses.render import render_response
+from app.responses.render import Answer, answer, render_response
 from app.responses.repository import DuplicateKey, PreviousResponseGone, ResponsesRepository
 from app.responses.schemas import CreateResponseRequest
 from app.responses.translate import OutputOptions, completed_values, failed_values
@@ -145,7 +146,7 @@ async def prepare(
 ) -> Turn:
     """Validate a create and build its model call from its thread (app/responses/turn.py)."""
     params = check_request(req)
-    provider = providers.for_model(req.model)
+    provider = providers.for_model(req.model, tier=req.service_tier)
     assert req.input is not None
     new_items = await resolve_references(engine, project_id, normalize_input(req.input))
     row: ResponseRecord = {
@@ -166,6 +167,8 @@ async def prepare(
         "usage": None,
         "output": [],
         "metadata": req.metadata or {},
+        # The tier it is scheduled at; the upstream's own word replaces it if it has one.
+        "service_tier": tier_of(req.service_tier),
         "idempotency_key": key.key if key else None,
         "request_hash": key.hash if key else None,
         "enqueued_at": now_seconds() if req.background else None,
@@ -176,28 +179,44 @@ async def prepare(
 
 async def create_response(
     deps: Deps, caller: Caller, req: CreateResponseRequest, idempotency_key: str | None = None
-) -> dict[str, Any]:
+) -> Answer:
     project_id = caller.project_id
     key = idempotency(req, idempotency_key)
     if key and (earlier := await _earlier(deps, project_id, key, wait=True)):
-        return render_response(earlier)
+        return answer(earlier)
     prepared = await prepare(deps.engine, deps.providers, project_id, req, key)
     if prepared.background:
         started = await _start_background(deps, prepared, caller.max_background)
-        return render_response(started or prepared.row)
-    if key is not None:
-        # The key is claimed by storing the row first: a concurrent retry finds it and waits.
-        if earlier := await _store(deps, prepared.row, ended=False):
-            return render_response(earlier)
-        with deps.leases.hold(prepared.row["id"]):
-            failure = await _answer(deps, prepared, stored_first=True)
-    else:
-        failure = await _answer(deps, prepared, stored_first=False)
-        await _keep(deps, prepared)
+        return answer(started or prepared.row)
+    await reserve(prepared.provider)
+    try:
+        if key is not None:
+            # The key is claimed by storing the row first: a concurrent retry finds it and waits.
+            if earlier := await _store(deps, prepared.row, ended=False):
+                return answer(earlier)
+            with deps.leases.hold(prepared.row["id"]):
+                failure = await _answer(deps, prepared, stored_first=True)
+        else:
+            failure = await _answer(deps, prepared, stored_first=False)
+            await _keep(deps, prepared)
+    finally:
+        prepared.provider.release()
     if failure is not None:
-        stored = {"x-tether-response-id": prepared.row["id"]} if prepared.store else None
-        raise upstream_error(failure, stored)
-    return render_response(prepared.row)
+        headers = {"x-tether-response-id": prepared.row["id"]} if prepared.store else {}
+        if failure.deployment:
+            headers[DEPLOYMENT_HEADER] = failure.deployment
+        raise upstream_error(failure, headers or None)
+    return answer(prepared.row)
+
+
+async def reserve(provider: ModelProvider) -> None:
+    """A place at the model for a synchronous turn, before anything is stored or streamed: a
+    model at its concurrency limit (past MODEL_QUEUE_SECONDS) is a 429, a model whose every
+    deployment is skipped as failing a 502, and nothing is left behind."""
+    try:
+        await provider.reserve()
+    except UpstreamFailure as failure:
+        raise upstream_error(failure, {"retry-after": "1"}) from failure
 
 
 async def _answer(deps: Deps, prepared: Turn, *, stored_first: bool) -> UpstreamFailure | None:
@@ -208,6 +227,7 @@ async def _answer(deps: Deps, prepared: Turn, *, stored_first: bool) -> Upstream
     try:
         result = await prepared.provider.complete(prepared.payload)
         values = completed_values(result, row["messages"], OutputOptions.of(row["params"]))
+        values["service_tier"] = values.get("service_tier") or row.get("service_tier")
     except UpstreamFailure as exc:
         failure = exc
         values = failed_values(exc)
@@ -246,9 +266,15 @@ async def create_stream(
     if prepared.background:
         started = await _start_background(deps, prepared, caller.max_background)
         return streaming.follow(engine, events, project_id, (started or row)["id"], -1)
-    # A retry that lost the race follows the first create's stream rather than wait for it.
-    if prepared.store and (earlier := await _store(deps, row, ended=False, wait=False)):
-        return streaming.follow(engine, events, project_id, earlier["id"], -1)
+    await reserve(prepared.provider)  # used by the stream's model call
+    try:
+        # A retry that lost the race follows the first create's stream rather than wait for it.
+        if prepared.store and (earlier := await _store(deps, row, ended=False, wait=False)):
+            prepared.provider.release()
+            return streaming.follow(engine, events, project_id, earlier["id"], -1)
+    except BaseException:
+        prepared.provider.release()
+        raise
     return streaming.synchronous(engine, deps.leases, prepared.provider, prepared.payload, row)
 
 
@@ -318,12 +344,12 @@ async def count_input_tokens(
     return {"object": "response.input_tokens", "input_tokens": count}
 
 
-async def get_response(engine: AsyncEngine, project_id: str, response_id: str) -> dict[str, Any]:
+async def get_response(engine: AsyncEngine, project_id: str, response_id: str) -> Answer:
     async with engine.connect() as conn:
         row = await ResponsesRepository(conn).get(project_id, response_id)
     if row is None:
         raise not_found(response_id)
-    return render_response(row)
+    return answer(row)
 
 
 async def cancel_response(engine: AsyncEngine, project_id: str, response_id: str) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def completed_values(
     """The row's new values once the model answered."""
     status, incomplete, output = to_output(result, options)
     values = finished_values(status, incomplete, output, result.usage, input_messages)
-    return {**values, "service_tier": result.service_tier}
+    return {**values, "service_tier": result.service_tier, "deployment": result.deployment}
 
 
 def finished_values(
@@ -185,6 +185,7 @@ def failed_values(failure: UpstreamFailure) -> FinalValues:
     return {
         "status": ResponseStatus.FAILED,
         "error": {"code": FAILURE_CODES[failure.kind], "message": failure.message},
+        "deployment": failure.deployment,
     }
 
 
