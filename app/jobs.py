@@ -4,6 +4,10 @@ imports workers/ (STYLE: dependencies point workers -> app only).
 With REDIS_URL: a Celery message per job. Without (embedded mode): the API process runs its jobs
 itself and is their enqueuer (app.background.runtime.JobRuntime); the database is the queue, so
 a restart loses nothing.
+
+A create `submit`s its job: filed for fair scheduling across projects and tiers, with a ticket
+that lets a worker take the fairest job waiting (app/background/fair.py). A rescue (the
+sweeper's) `enqueue`s the job itself, to run as soon as a worker is free.
 """
 
 import logging
@@ -13,15 +17,26 @@ from typing import Protocol
 
 from celery import Celery
 
+from app.background.fair import QueuedJob, RedisFairFiler
 from app.config import Settings
 
 log = logging.getLogger(__name__)
 
 RUN_RESPONSE_TASK = "tether.run_response"
+# A ticket: run the fairest queued job (its own id if none is filed).
+RUN_NEXT_TASK = "tether.run_next"
+# Jobs handed over at most per round of publishing.
+PUBLISH_BATCH = 500
 
 
 class Enqueuer(Protocol):
-    async def enqueue(self, ids: list[str]) -> None: ...
+    async def enqueue(self, ids: list[str]) -> None:
+        """Run these jobs as soon as there is room (rescues)."""
+        ...
+
+    async def submit(self, jobs: list[QueuedJob]) -> None:
+        """New jobs, taken in their fair turn across projects and tiers."""
+        ...
 
 
 def celery_client(settings: Settings) -> Celery:
@@ -44,9 +59,10 @@ class CeleryEnqueuer:
     hands the ids over and answers.
     """
 
-    def __init__(self, client: Celery) -> None:
+    def __init__(self, client: Celery, filer: RedisFairFiler | None = None) -> None:
         self.client = client
-        self.ids: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.filer = filer
+        self.ids: queue.SimpleQueue[str | QueuedJob | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._publish, name="tether-enqueue", daemon=True)
         self.thread.start()
 
@@ -54,14 +70,49 @@ class CeleryEnqueuer:
         for response_id in ids:
             self.ids.put(response_id)
 
+    async def submit(self, jobs: list[QueuedJob]) -> None:
+        for job in jobs:
+            self.ids.put(job if self.filer is not None else job.id)
+
     def _publish(self) -> None:
-        while (response_id := self.ids.get()) is not None:
+        while True:
+            batch = [self.ids.get()]
+            # What piled up meanwhile (a burst of creates) is filed in one round trip.
+            while batch[-1] is not None and len(batch) < PUBLISH_BATCH:
+                try:
+                    batch.append(self.ids.get_nowait())
+                except queue.Empty:
+                    break
+            self._send([item for item in batch if item is not None])
+            if batch[-1] is None:
+                return
+
+    def _send(self, items: list[str | QueuedJob]) -> None:
+        jobs = [item for item in items if isinstance(item, QueuedJob)]
+        if jobs and self.filer is not None:
+            try:  # filed before their tickets are sent: a ticket always finds a job
+                self.filer.file(jobs)
+            except Exception:  # their tickets still run them, each its own (fair.py)
+                log.exception("could not file %d jobs for their fair turn", len(jobs))
+        for item in items:
             try:
-                self.client.send_task(RUN_RESPONSE_TASK, args=[response_id])
+                if isinstance(item, str):
+                    self.client.send_task(RUN_RESPONSE_TASK, args=[item])
+                else:
+                    self.client.send_task(RUN_NEXT_TASK, args=[item.id])
             except Exception:  # the row stays queued; the sweeper hands it again
-                log.exception("could not enqueue %s", response_id)
+                log.exception("could not enqueue %s", item)
 
     def close(self, timeout: float = 5.0) -> None:
         """Publish what was handed over, then stop."""
         self.ids.put(None)
         self.thread.join(timeout)
+        if self.filer is not None:
+            self.filer.close()
+
+
+def celery_enqueuer(settings: Settings) -> CeleryEnqueuer:
+    """The enqueuer of a process in Celery mode, filing new jobs for their fair turn."""
+    assert settings.redis_url
+    filer = RedisFairFiler(settings.redis_url, settings.celery_queue)
+    return CeleryEnqueuer(celery_client(settings), filer)

@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from app.background.fair import RedisFairQueue, Ticket, run_fairly
 from app.background.runtime import JobRuntime
 from app.config import get_settings
 from app.db import create_engine
@@ -49,6 +50,7 @@ class WorkerRuntime:
         # A sending client of its own, configured like the app's: the sweeper's re-enqueues.
         self.enqueuer = CeleryEnqueuer(celery_client(settings))
         self.redis: Redis | None = None  # made on the loop, in _start
+        self.fair: RedisFairQueue | None = None  # new jobs' turns (app/background/fair.py)
         self.jobs = JobRuntime(
             self.engine,
             self.providers,
@@ -66,6 +68,7 @@ class WorkerRuntime:
             self.redis = Redis.from_url(
                 settings.redis_url, socket_connect_timeout=2, socket_timeout=2
             )
+            self.fair = RedisFairQueue(self.redis, settings.celery_queue)
             # Alive, for /readyz and `tether status`: beats as often as leases are renewed.
             every = settings.job_lease_seconds / 3
             self.heartbeat = Heartbeat(
@@ -84,9 +87,16 @@ class WorkerRuntime:
     def call(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def run(self, response_id: str) -> None:
-        """Run one job to its end; called from a task thread, which waits (bounded)."""
-        future = asyncio.run_coroutine_threadsafe(self.jobs.run(response_id), self.loop)
+    def run(self, response_id: str, fair: bool = False) -> None:
+        """Run one job to its end; called from a task thread, which waits (bounded). `fair`:
+        the task is a ticket, and runs the fairest job waiting (its own if none is filed)."""
+        ticket = Ticket(response_id, running=response_id)
+        work = (
+            run_fairly(ticket, self.jobs.run, self.fair)
+            if fair and self.fair is not None
+            else self.jobs.run(response_id)
+        )
+        future = asyncio.run_coroutine_threadsafe(work, self.loop)
         try:
             future.result(self.time_limit + TIME_LIMIT_GRACE)
         except concurrent.futures.CancelledError:
@@ -94,10 +104,10 @@ class WorkerRuntime:
         except concurrent.futures.TimeoutError:
             log.error(
                 "response %s: no end %.0fs past its time limit; leaving it to its lease",
-                response_id,
+                ticket.running,
                 TIME_LIMIT_GRACE,
             )
-            self.loop.call_soon_threadsafe(self.jobs.abandon, response_id)
+            self.loop.call_soon_threadsafe(self.jobs.abandon, ticket.running or response_id)
 
     def release(self) -> None:
         """Give back every job still running (they end `queued`, for another worker); the

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.background import job
+from app.background.fair import LocalFairQueue, QueuedJob, Ticket, run_fairly
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.kit.eventlog import EventLog, JobEvents
@@ -70,6 +71,7 @@ class JobRuntime:
         self.running: dict[str, tuple[Claim, asyncio.Task[Any]]] = {}
         self.revoked: set[str] = set()  # stopped on purpose: cancelled, or no longer ours
         self.local: dict[str, asyncio.Task[None]] = {}  # embedded mode: started here
+        self.fair = LocalFairQueue()  # embedded mode: new jobs' turns (app/background/fair.py)
         self.capacity = asyncio.Semaphore(settings.worker_concurrency)
         self.supervisor: asyncio.Task[None] | None = None
         self.retention = RetentionSchedule(engine, settings)
@@ -92,11 +94,12 @@ class JobRuntime:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.webhooks.stop()
 
-    async def run(self, response_id: str) -> None:
-        """Run one job to its end here; a no-op if it is not queued (a duplicate delivery)."""
+    async def run(self, response_id: str) -> bool:
+        """Run one job to its end here; a no-op if it is not queued (a duplicate delivery):
+        then False."""
         claimed = await job.claim(self.engine, response_id, self.settings)
         if claimed is None:
-            return
+            return False
         started = time.monotonic()
         fields = {"response_id": claimed.id, "attempt": claimed.attempt}
         log.info("response %s in_progress", claimed.id, extra=fields)
@@ -114,7 +117,7 @@ class JobRuntime:
                     "response %s stopped: cancelled or no longer ours", claimed.id, extra=fields
                 )
                 metrics.observe_job("stopped", time.monotonic() - started)
-                return  # the database already says what happened; nothing to write
+                return True  # the database already says what happened; nothing to write
             metrics.observe_job("released", time.monotonic() - started)
             await asyncio.shield(job.release(self.engine, claimed))  # shutting down
             log.info("response %s released to the queue (shutting down)", claimed.id, extra=fields)
@@ -135,6 +138,7 @@ class JobRuntime:
             log.info("response %s was cancelled or re-run meanwhile; result dropped", claimed.id)
             metrics.observe_job("dropped", seconds)
         await events.drain()
+        return True
 
     def abandon(self, response_id: str) -> None:
         """Stop running a job without writing anything: its lease runs out and the sweeper
@@ -151,10 +155,21 @@ class JobRuntime:
             if response_id not in self.local:
                 self.local[response_id] = asyncio.create_task(self._run_local(response_id))
 
-    async def _run_local(self, response_id: str) -> None:
+    async def submit(self, jobs: list[QueuedJob]) -> None:
+        """New jobs (app.jobs.Enqueuer): each a ticket for the fairest job once there is room."""
+        self.fair.file(jobs)
+        for queued in jobs:
+            if queued.id not in self.local:
+                ticket = Ticket(queued.id)
+                self.local[queued.id] = asyncio.create_task(self._run_local(queued.id, ticket))
+
+    async def _run_local(self, response_id: str, ticket: Ticket | None = None) -> None:
         try:
             async with self.capacity:
-                await self.run(response_id)
+                if ticket is None:
+                    await self.run(response_id)
+                else:
+                    await run_fairly(ticket, self.run, self.fair)
         except Exception:  # the lease runs out and the sweeper re-runs it
             log.exception("response %s: job failed", response_id)
         finally:

@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.auth import Caller
+from app.background.fair import QueuedJob
 from app.errors import Conflict, InvalidRequest, NotFound, RateLimited
 from app.items.service import resolve_references
 from app.jobs import Enqueuer
@@ -305,7 +306,8 @@ async def _start_background(
         log.exception("could not log the first events of %s", row["id"])
     # After the commit: a worker must find the row. Should this fail, the row is queued all
     # the same and the sweeper hands it to the queue again.
-    await deps.enqueuer.enqueue([row["id"]])
+    tier = tier_of(row["params"]["service_tier"])
+    await deps.enqueuer.submit([QueuedJob(row["id"], row["project_id"], tier)])
     log.info("response %s queued", row["id"], extra={"response_id": row["id"]})
     return None
 
