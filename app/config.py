@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.providers.catalog import load_catalog
+from app.catalog.spec import load_catalog
 
 DEFAULT_PROJECT_ID = "proj_default"
 
@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     # models want `max_completion_tokens`.
     upstream_max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     # The model catalog: a TOML file naming the model servers behind each model name
-    # (app/providers/catalog.py). UPSTREAM_BASE_URL, if set too, serves every other name.
+    # (app/catalog/spec.py). UPSTREAM_BASE_URL, if set too, serves every other name.
     tether_models: str | None = None
     # How long a request waits for a place at a model whose deployments are all at their
     # max_concurrency before it is answered 429 (a background job waits as long as it may run).

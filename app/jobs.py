@@ -6,7 +6,7 @@ itself and is their enqueuer (app.background.runtime.JobRuntime); the database i
 a restart loses nothing.
 
 A create `submit`s its job: filed for fair scheduling across projects and tiers, with a ticket
-that lets a worker take the fairest job waiting (app/background/fair.py). A rescue (the
+that lets a worker take the fairest job waiting (app/kit/fair.py). A rescue (the
 sweeper's) `enqueue`s the job itself, to run as soon as a worker is free.
 """
 
@@ -17,8 +17,8 @@ from typing import Protocol
 
 from celery import Celery
 
-from app.background.fair import QueuedJob, RedisFairFiler
 from app.config import Settings
+from app.kit.fair import QueuedJob, RedisFairFiler
 
 log = logging.getLogger(__name__)
 

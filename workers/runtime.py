@@ -18,12 +18,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from app.background.fair import RedisFairQueue, Ticket, run_fairly
 from app.background.runtime import JobRuntime
 from app.config import get_settings
 from app.db import create_engine
 from app.jobs import CeleryEnqueuer, celery_client
 from app.kit.eventlog import create_event_log
+from app.kit.fair import RedisFairQueue, Ticket, run_fairly
 from app.ops.workers import Heartbeat
 from app.providers.registry import Providers
 
@@ -50,7 +50,7 @@ class WorkerRuntime:
         # A sending client of its own, configured like the app's: the sweeper's re-enqueues.
         self.enqueuer = CeleryEnqueuer(celery_client(settings))
         self.redis: Redis | None = None  # made on the loop, in _start
-        self.fair: RedisFairQueue | None = None  # new jobs' turns (app/background/fair.py)
+        self.fair: RedisFairQueue | None = None  # new jobs' turns (app/kit/fair.py)
         self.jobs = JobRuntime(
             self.engine,
             self.providers,

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.background import job
-from app.background.fair import LocalFairQueue, QueuedJob, Ticket, run_fairly
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.kit.eventlog import EventLog, JobEvents
+from app.kit.fair import LocalFairQueue, QueuedJob, Ticket, run_fairly
 from app.ops import metrics
 from app.ops.retention import RetentionSchedule
 from app.providers.registry import Providers
@@ -71,7 +71,7 @@ class JobRuntime:
         self.running: dict[str, tuple[Claim, asyncio.Task[Any]]] = {}
         self.revoked: set[str] = set()  # stopped on purpose: cancelled, or no longer ours
         self.local: dict[str, asyncio.Task[None]] = {}  # embedded mode: started here
-        self.fair = LocalFairQueue()  # embedded mode: new jobs' turns (app/background/fair.py)
+        self.fair = LocalFairQueue()  # embedded mode: new jobs' turns (app/kit/fair.py)
         self.capacity = asyncio.Semaphore(settings.worker_concurrency)
         self.supervisor: asyncio.Task[None] | None = None
         self.retention = RetentionSchedule(engine, settings)

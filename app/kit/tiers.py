@@ -1,7 +1,7 @@
 """OpenAI's service tiers as Tether schedules them: `priority` before `default` before `flex`.
 
 `auto`, `scale`, or none at all are served as `default`. The tier decides which background job
-a worker takes next (app/background/fair.py) and who gets the next free place at a model that
+a worker takes next (app/kit/fair.py) and who gets the next free place at a model that
 is at its concurrency limit (app/providers/router.py); the Response reports it (unless the
 upstream itself says which tier served it).
 """

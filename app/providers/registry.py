@@ -5,12 +5,12 @@ import logging
 import time
 from typing import Any
 
+from app.catalog.spec import load_catalog
 from app.config import Settings
 from app.errors import InvalidRequest
 from app.kit.tiers import RANK, tier_of
 from app.limits.slots import SlotStore, create_slot_store
 from app.providers.base import ModelProvider, UpstreamFailure
-from app.providers.catalog import load_catalog
 from app.providers.echo import ECHO_MODEL, EchoProvider
 from app.providers.openai_compatible import OpenAICompatibleProvider
 from app.providers.routed import RouteCall

@@ -1,4 +1,4 @@
-"""Which deployment of a catalog model takes a call (app/providers/catalog.py).
+"""Which deployment of a catalog model takes a call (app/catalog/spec.py).
 
 A call goes to the usable deployment (its circuit closed, or half-open with no probe out: a
 half-open one first, as the probe) with the fewest calls in flight for its weight; ties are
@@ -23,12 +23,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.catalog.spec import DeploymentSpec, ModelSpec
 from app.config import Settings
 from app.limits.slots import Slot, SlotStore
 from app.ops.metrics import MODEL_QUEUE_REJECTED, UPSTREAM_CIRCUIT_OPEN
 from app.providers.base import UpstreamFailure
 from app.providers.breaker import Breaker, Circuit
-from app.providers.catalog import DeploymentSpec, ModelSpec
 from app.providers.openai_compatible import OpenAICompatibleProvider
 
 log = logging.getLogger(__name__)

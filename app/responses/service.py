@@ -19,11 +19,11 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.auth import Caller
-from app.background.fair import QueuedJob
 from app.errors import Conflict, InvalidRequest, NotFound, RateLimited
 from app.items.service import resolve_references
 from app.jobs import Enqueuer
 from app.kit.eventlog import EventLog
+from app.kit.fair import QueuedJob
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
 from app.kit.items import normalize_input, to_chat_messages

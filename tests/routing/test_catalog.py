@@ -10,8 +10,8 @@ import openai
 import pytest
 from pydantic import ValidationError
 
+from app.catalog.spec import CatalogError, load_catalog
 from app.config import Settings, describe_invalid
-from app.providers.catalog import CatalogError, load_catalog
 from tests.conftest import sdk
 from tests.fakes.upstream import FakeUpstream
 from tests.routing.conftest import StartRouted, catalog_toml, deployment

@@ -14,10 +14,10 @@ import pytest
 import redis
 from sqlalchemy import insert, select
 
-from app.background.fair import QueuedJob, key_prefix
 from app.config import Settings
 from app.db import create_engine
 from app.jobs import celery_enqueuer
+from app.kit.fair import QueuedJob, key_prefix
 from app.kit.ids import new_id
 from app.kit.tiers import tier_of
 from app.responses.domain import ResponseRecord

@@ -11,5 +11,5 @@ def run_response(response_id: str) -> None:
 
 @app.task(name=RUN_NEXT_TASK)
 def run_next(response_id: str) -> None:
-    """A ticket: run the fairest queued response (app/background/fair.py), or this one."""
+    """A ticket: run the fairest queued response (app/kit/fair.py), or this one."""
     get_runtime().run(response_id, fair=True)
