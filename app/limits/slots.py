@@ -41,14 +41,17 @@ return 0
 """
 
 # KEYS: the sets; ARGV[1]: lease seconds, ARGV[2..]: the token held in each KEYS[n-1].
-# XX: a lease that already ran out (and was dropped) is not brought back.
+# XX: a lease that already ran out (and was dropped) is not brought back. Returns the tokens
+# not found (given back meanwhile, or run out).
 _RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local lease = tonumber(ARGV[1])
-local lost = 0
+local lost = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('ZADD', key, 'XX', 'CH', now + lease, ARGV[i + 1]) == 0 then lost = lost + 1 end
+  if redis.call('ZADD', key, 'XX', 'CH', now + lease, ARGV[i + 1]) == 0 then
+    table.insert(lost, ARGV[i + 1])
+  end
   redis.call('PEXPIRE', key, math.ceil(lease * 1000) + 1000)
 end
 return lost
@@ -149,10 +152,13 @@ class RedisSlots:
             except (RedisError, OSError) as exc:
                 self._warn(exc)
                 continue
-            if lost:
-                # This process stalled past a lease (or Redis lost them): for a moment more
-                # calls than a limit may run. Said, so that it is not a mystery.
-                log.warning("%d model concurrency leases had run out before renewal", lost)
+            # Those given back while this ran are not lost; the others ran out (this process
+            # stalled past a lease, or Redis lost them): for a moment more calls than a limit
+            # may run. Said, so that it is not a mystery.
+            tokens = {t.decode() if isinstance(t, bytes) else str(t) for t in lost}
+            expired = [s for s in held if s.token in tokens and s in self.held]
+            if expired:
+                log.warning("%d model concurrency leases had run out before renewal", len(expired))
 
     async def close(self) -> None:
         if self._renewer is not None:
