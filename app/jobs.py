@@ -92,7 +92,7 @@ class CeleryEnqueuer:
         if jobs and self.filer is not None:
             try:  # filed before their tickets are sent: a ticket always finds a job
                 self.filer.file(jobs)
-            except Exception:  # their tickets still run them, each its own (fair.py)
+            except Exception:  # each ticket runs its own job if none is filed; else the sweeper
                 log.exception("could not file %d jobs for their fair turn", len(jobs))
         for item in items:
             try:
