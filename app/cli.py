@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from app import migrate
+from app.catalog.spec import load_catalog
 from app.config import Settings, get_settings, settings_or_exit
 from app.errors import APIError
 from app.keys import service as keys
@@ -58,6 +59,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         if settings.upstream_base_url
         else "none: the built-in 'echo' model answers"
     )
+    if settings.tether_models:
+        models = load_catalog(settings.tether_models).models
+        upstream += f"  catalog: {len(models)} models from {settings.tether_models}"
     print(
         f"Tether on http://{host}:{port}/v1  database: {safe_url(settings.database_url)}  "
         f"upstream: {upstream}" + (f"  processes: {workers}" if workers > 1 else ""),

@@ -9,6 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.catalog.spec import load_catalog
+
 DEFAULT_PROJECT_ID = "proj_default"
 
 
@@ -58,6 +60,16 @@ class Settings(BaseSettings):
     # Keys of reasoning items' encrypted_content (app/kit/sealing.py): comma-separated, the first
     # encrypts, every one decrypts (rotation). Unset: a key made once and kept in the database.
     encryption_key: str | None = None
+    # The model catalog: a TOML file naming the model servers behind each model name
+    # (app/catalog/spec.py). UPSTREAM_BASE_URL, if set too, serves every other name.
+    tether_models: str | None = None
+    # How long a request waits for a place at a model whose deployments are all at their
+    # max_concurrency before it is answered 429 (a background job waits as long as it may run).
+    model_queue_seconds: float = Field(default=30.0, ge=0)
+    # A catalog deployment that failed this many times in a row (refused, timed out, 5xx) is
+    # skipped for circuit_open_seconds; then one request probes it (half-open).
+    circuit_failures: int = Field(default=3, ge=1)
+    circuit_open_seconds: float = Field(default=10.0, gt=0)
 
     # Background jobs (DESIGN §6). A worker renews its lease every lease/3 seconds; the sweeper
     # re-runs a job whose lease ran out (its worker is presumed dead) up to job_max_attempts.
@@ -179,7 +191,17 @@ class Settings(BaseSettings):
             raise ValueError(f"must be postgresql://… or sqlite://…, not {backend}://")
         return value
 
+    @field_validator("tether_models")
+    @classmethod
+    def _catalog_loads(cls, value: str | None) -> str | None:
+        # Read here, so that every process refuses a bad catalog at start with one line naming
+        # the bad key (settings_or_exit); the providers read it again to build their routes.
+        if value is not None:
+            load_catalog(value)
+        return value
+
     @field_validator(
+        "tether_models",
         "upstream_base_url",
         "upstream_api_key",
         "redis_url",

@@ -19,7 +19,7 @@ from app.conversations.endpoints import router as conversations_router
 from app.dashboard.endpoints import install as install_dashboard
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
-from app.jobs import CeleryEnqueuer, celery_client
+from app.jobs import CeleryEnqueuer, celery_enqueuer
 from app.kit.eventlog import create_event_log
 from app.kit.logs import configure_logging
 from app.kit.request_id import RequestIdMiddleware
@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
         looking = announce_mode(settings, app.state.redis)
         runtime: JobRuntime | None = None
         if settings.redis_url:
-            app.state.enqueuer = CeleryEnqueuer(celery_client(settings))
+            app.state.enqueuer = celery_enqueuer(settings)
         else:
             # Embedded mode: this process runs the background jobs and is their queue.
             runtime = JobRuntime(

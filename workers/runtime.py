@@ -24,6 +24,7 @@ from app.config import get_settings
 from app.db import create_engine
 from app.jobs import CeleryEnqueuer, celery_client
 from app.kit.eventlog import create_event_log
+from app.kit.fair import RedisFairQueue, Ticket
 from app.ops.workers import Heartbeat
 from app.providers.registry import Providers
 
@@ -51,6 +52,7 @@ class WorkerRuntime:
         # A sending client of its own, configured like the app's: the sweeper's re-enqueues.
         self.enqueuer = CeleryEnqueuer(celery_client(settings))
         self.redis: Redis | None = None  # made on the loop, in _start
+        self.fair: RedisFairQueue | None = None  # new jobs' turns (app/kit/fair.py)
         self.jobs = JobRuntime(
             self.engine,
             self.providers,
@@ -68,6 +70,7 @@ class WorkerRuntime:
             self.redis = Redis.from_url(
                 settings.redis_url, socket_connect_timeout=2, socket_timeout=2
             )
+            self.fair = RedisFairQueue(self.redis, settings.celery_queue)
             # Alive, for /readyz and `tether status`: beats as often as leases are renewed.
             every = settings.job_lease_seconds / 3
             self.heartbeat = Heartbeat(
@@ -86,10 +89,13 @@ class WorkerRuntime:
     def call(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def run(self, response_ids: list[str]) -> None:
+    def run(self, response_ids: list[str], fair: bool = False) -> None:
         """Run jobs to their ends; called from a task thread, which waits (bounded). A job
-        waits for a free slot of WORKER_CONCURRENCY before it is claimed."""
-        future = asyncio.run_coroutine_threadsafe(self.jobs.run_many(response_ids), self.loop)
+        waits for a free slot of WORKER_CONCURRENCY before it is claimed. `fair`: the ids are
+        tickets, each running the fairest job waiting (its own if none is filed)."""
+        tickets = [Ticket(response_id) for response_id in response_ids]
+        queue = self.fair if fair else None
+        future = asyncio.run_coroutine_threadsafe(self.jobs.run_many(tickets, queue), self.loop)
         try:
             # A job may wait for a slot as long as another runs: two time limits, then grace.
             future.result(2 * self.time_limit + TIME_LIMIT_GRACE)
@@ -98,11 +104,11 @@ class WorkerRuntime:
         except concurrent.futures.TimeoutError:
             log.error(
                 "responses %s: no end %.0fs past their time limit; leaving them to their leases",
-                ", ".join(response_ids),
+                ", ".join(t.running or t.own for t in tickets),
                 TIME_LIMIT_GRACE,
             )
-            for response_id in response_ids:
-                self.loop.call_soon_threadsafe(self.jobs.abandon, response_id)
+            for ticket in tickets:
+                self.loop.call_soon_threadsafe(self.jobs.abandon, ticket.running or ticket.own)
 
     def release(self) -> None:
         """Give back every job still running (they end `queued`, for another worker); the

@@ -88,7 +88,10 @@ async def _run(
     options: OutputOptions,
 ) -> Ending:
     try:
-        provider = providers.for_model(job.row["model"])
+        params = job.row["params"]
+        provider = providers.for_model(
+            job.row["model"], tier=params.get("service_tier"), background=True
+        )
         payload = await turn.build_payload(engine, providers, job.row, accepted=True)
     except APIError as exc:  # the model or the conversation went away since the create
         return _failed(stream, UpstreamFailure("client", exc.message))
@@ -97,7 +100,8 @@ async def _run(
         try:
             if stream is None:
                 result = await provider.complete(payload)
-                return completed_values(result, messages, options), []
+                tier = job.row.get("service_tier")
+                return completed_values(result, messages, options, tier=tier), []
             async for delta in provider.stream(payload):
                 events.add(stream.delta(delta))
             return stream.finish(messages)

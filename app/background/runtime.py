@@ -21,6 +21,7 @@ from app.background.batching import Claims, Ends
 from app.background.repository import Claim, JobsRepository
 from app.config import Settings
 from app.kit.eventlog import EventLog, JobEvents
+from app.kit.fair import FairQueue, LocalFairQueue, QueuedJob, Ticket, run_fairly
 from app.kit.sealing import Keyring
 from app.ops import metrics
 from app.ops.retention import RetentionSchedule
@@ -72,6 +73,7 @@ class JobRuntime:
         self.running: dict[str, tuple[Claim, asyncio.Task[Any]]] = {}
         self.revoked: set[str] = set()  # stopped on purpose: cancelled, or no longer ours
         self.local: dict[str, asyncio.Task[None]] = {}  # embedded mode: started here
+        self.fair = LocalFairQueue()  # embedded mode: new jobs' turns (app/kit/fair.py)
         self.capacity = asyncio.Semaphore(settings.worker_concurrency)
         self.supervisor: asyncio.Task[None] | None = None
         self.keyring = Keyring(engine, settings.encryption_keys)  # a job's encrypted reasoning
@@ -98,11 +100,12 @@ class JobRuntime:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.webhooks.stop()
 
-    async def run(self, response_id: str) -> None:
-        """Run one job to its end here; a no-op if it is not queued (a duplicate delivery)."""
+    async def run(self, response_id: str) -> bool:
+        """Run one job to its end here; a no-op if it is not queued (a duplicate delivery):
+        then False."""
         claimed = await self.claims.claim(response_id)
         if claimed is None:
-            return
+            return False
         started = time.monotonic()
         fields = {"response_id": claimed.id, "attempt": claimed.attempt}
         log.info("response %s in_progress", claimed.id, extra=fields)
@@ -120,7 +123,7 @@ class JobRuntime:
                     "response %s stopped: cancelled or no longer ours", claimed.id, extra=fields
                 )
                 metrics.observe_job("stopped", time.monotonic() - started)
-                return  # the database already says what happened; nothing to write
+                return True  # the database already says what happened; nothing to write
             metrics.observe_job("released", time.monotonic() - started)
             await asyncio.shield(job.release(self.engine, claimed))  # shutting down
             log.info("response %s released to the queue (shutting down)", claimed.id, extra=fields)
@@ -141,21 +144,29 @@ class JobRuntime:
             log.info("response %s was cancelled or re-run meanwhile; result dropped", claimed.id)
             metrics.observe_job("dropped", seconds)
         await events.drain()
+        return True
 
-    async def run_many(self, ids: list[str]) -> None:
-        """Jobs handed over together (one Celery message), each in a task of its own, within
-        this process's capacity; returns when all have ended. One failing on our side does not
-        stop the others (its lease runs out and the sweeper re-runs it)."""
-        results = await asyncio.gather(*(self._bounded(i) for i in ids), return_exceptions=True)
-        for response_id, result in zip(ids, results, strict=True):
+    async def run_many(self, tickets: list[Ticket], fair: FairQueue | None = None) -> None:
+        """Jobs handed over together (one Celery message), each in a task of its own within
+        this process's capacity: with `fair`, each ticket runs the fairest job waiting
+        (app/kit/fair.py), else its own. Returns when all have ended; one failing on our side
+        does not stop the others (its lease runs out and the sweeper re-runs it)."""
+        results = await asyncio.gather(
+            *(self._bounded(ticket, fair) for ticket in tickets), return_exceptions=True
+        )
+        for ticket, result in zip(tickets, results, strict=True):
             if isinstance(result, asyncio.CancelledError):
                 raise result
             if isinstance(result, Exception):
-                log.error("response %s: job failed", response_id, exc_info=result)
+                log.error("response %s: job failed", ticket.running or ticket.own, exc_info=result)
 
-    async def _bounded(self, response_id: str) -> None:
+    async def _bounded(self, ticket: Ticket, fair: FairQueue | None) -> None:
         async with self.capacity:
-            await self.run(response_id)
+            if fair is None:
+                ticket.running = ticket.own
+                await self.run(ticket.own)
+            else:
+                await run_fairly(ticket, self.run, fair)
 
     def abandon(self, response_id: str) -> None:
         """Stop running a job without writing anything: its lease runs out and the sweeper
@@ -172,9 +183,17 @@ class JobRuntime:
             if response_id not in self.local:
                 self.local[response_id] = asyncio.create_task(self._run_local(response_id))
 
-    async def _run_local(self, response_id: str) -> None:
+    async def submit(self, jobs: list[QueuedJob]) -> None:
+        """New jobs (app.jobs.Enqueuer): each a ticket for the fairest job once there is room."""
+        self.fair.file(jobs)
+        for queued in jobs:
+            if queued.id not in self.local:
+                ticket = Ticket(queued.id)
+                self.local[queued.id] = asyncio.create_task(self._run_local(queued.id, ticket))
+
+    async def _run_local(self, response_id: str, ticket: Ticket | None = None) -> None:
         try:
-            await self._bounded(response_id)
+            await self._bounded(ticket or Ticket(response_id), self.fair if ticket else None)
         except Exception:  # the lease runs out and the sweeper re-runs it
             log.exception("response %s: job failed", response_id)
         finally:

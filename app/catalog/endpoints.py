@@ -1,4 +1,5 @@
-"""/v1/models: what the upstream serves (or the built-in echo model)."""
+"""/v1/models: the catalog's models (TETHER_MODELS), then what the catch-all upstream serves
+(or the built-in echo model)."""
 
 from typing import Any
 
@@ -24,7 +25,8 @@ async def _models(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/v1/models", dependencies=[Depends(get_caller)])
 async def list_models(request: Request) -> Response:
-    """The models the configured upstream lists, or the built-in `echo` model."""
+    """The catalog's models and aliases (TETHER_MODELS), then the models the catch-all upstream
+    lists (UPSTREAM_BASE_URL), or the built-in `echo` model."""
     return json_response({"object": "list", "data": await _models(request)})
 
 

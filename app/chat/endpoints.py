@@ -24,7 +24,9 @@ router = APIRouter(prefix="/v1/chat/completions", tags=["chat"], route_class=Gua
 
 
 def chunk_stream(
-    request: Request, chunks: AsyncGenerator[dict[str, Any], None]
+    request: Request,
+    chunks: AsyncGenerator[dict[str, Any], None],
+    headers: dict[str, str] | None = None,
 ) -> StreamingResponse:
     async def body() -> AsyncGenerator[bytes, None]:
         try:
@@ -41,7 +43,7 @@ def chunk_stream(
         yield b"data: [DONE]\n\n"
 
     stall = request.app.state.settings.stream_stall_seconds
-    return EventStreamResponse(body(), stall, {"Cache-Control": "no-cache"})
+    return EventStreamResponse(body(), stall, {"Cache-Control": "no-cache", **(headers or {})})
 
 
 class AscPageQuery(PageQuery):
@@ -55,9 +57,10 @@ async def create_chat_completion(
     """Proxied to the upstream as sent; kept (store=true) with its messages and metadata."""
     providers = request.app.state.providers
     if body.stream:
-        chunks = await service.create_stream(engine, providers, project_id, body)
-        return chunk_stream(request, chunks)
-    return json_response(await service.create(engine, providers, project_id, body))
+        chunks, headers = await service.create_stream(engine, providers, project_id, body)
+        return chunk_stream(request, chunks, headers)
+    completion, headers = await service.create(engine, providers, project_id, body)
+    return json_response(completion, headers=headers)
 
 
 @router.get("")

@@ -19,7 +19,7 @@ from app.errors import NotFound
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
 from app.kit.listing import PageQuery, page_of_list
-from app.providers.base import UpstreamFailure, upstream_error
+from app.providers.base import DEPLOYMENT_HEADER, ModelProvider, UpstreamFailure, upstream_error
 from app.providers.registry import Providers
 from app.providers.templates import fit_template
 
@@ -67,25 +67,38 @@ async def _store(engine: AsyncEngine, row: dict[str, Any]) -> None:
         await ChatCompletionsRepository(conn).create(row)
 
 
+def _provider(providers: Providers, req: CreateChatCompletion) -> ModelProvider:
+    tier = (req.model_extra or {}).get("service_tier")
+    return providers.for_model(req.model, tier=tier if isinstance(tier, str) else None)
+
+
+def _deployment(provider: ModelProvider) -> dict[str, str] | None:
+    """The header naming the catalog deployment that answered, if the model is routed."""
+    return {DEPLOYMENT_HEADER: provider.deployment} if provider.deployment else None
+
+
 async def create(
     engine: AsyncEngine, providers: Providers, project_id: str, req: CreateChatCompletion
-) -> dict[str, Any]:
-    provider = providers.for_model(req.model)
+) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """The completion, and the headers that go with it."""
+    provider = _provider(providers, req)
     try:
         completion = await provider.completion_raw(_upstream(req, providers))
     except UpstreamFailure as failure:
-        raise upstream_error(failure) from failure
+        headers = {DEPLOYMENT_HEADER: failure.deployment} if failure.deployment else None
+        raise upstream_error(failure, headers) from failure
     completion["id"] = cid = completion_id()
     if req.store:
         await _store(engine, _row(project_id, cid, req, completion))
-    return completion
+    return completion, _deployment(provider)
 
 
 async def create_stream(
     engine: AsyncEngine, providers: Providers, project_id: str, req: CreateChatCompletion
-) -> AsyncGenerator[dict[str, Any], None]:
-    """The upstream's chunks as they come (with our id); stored at the end if asked."""
-    provider = providers.for_model(req.model)
+) -> tuple[AsyncGenerator[dict[str, Any], None], dict[str, str] | None]:
+    """The upstream's chunks as they come (with our id), stored at the end if asked; and the
+    headers that go with them (the first chunk is awaited before they are sent)."""
+    provider = _provider(providers, req)
     cid = completion_id()
     chunks = provider.chunks_raw(_upstream(req, providers))
     try:
@@ -93,7 +106,8 @@ async def create_stream(
     except StopAsyncIteration:
         first = None
     except UpstreamFailure as failure:
-        raise upstream_error(failure) from failure
+        headers = {DEPLOYMENT_HEADER: failure.deployment} if failure.deployment else None
+        raise upstream_error(failure, headers) from failure
 
     async def relay() -> AsyncGenerator[dict[str, Any], None]:
         assembled = Assembly(cid)
@@ -114,7 +128,7 @@ async def create_stream(
         if req.store:
             await _store(engine, _row(project_id, cid, req, assembled.completion()))
 
-    return relay()
+    return relay(), _deployment(provider)
 
 
 class Assembly:

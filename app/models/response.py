@@ -46,6 +46,9 @@ class ResponseRow(Base):
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONType)
     # The service tier the upstream says it used (OpenAI's answers carry it), for the object.
     service_tier: Mapped[str | None] = mapped_column(String(16))
+    # Which deployment of a catalog model (TETHER_MODELS) answered, or failed last: answered
+    # as the `x-tether-deployment` header, never a field of the object (not OpenAI's).
+    deployment: Mapped[str | None] = mapped_column(String(128))
     # Set when deleted while later turns still chain through it (a tombstone): invisible to the
     # API, but its items keep feeding the descendants' context.
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)

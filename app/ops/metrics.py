@@ -90,6 +90,25 @@ STREAM_FOLLOWERS = Gauge(
     "Clients following a background response's live stream.",
     multiprocess_mode="livesum",
 )
+UPSTREAM_CIRCUIT_OPEN = Gauge(
+    "tether_upstream_circuit_open",
+    "1 while a catalog deployment is skipped after failing (its circuit open or half-open), "
+    "0 once it answers again; each process decides from its own calls.",
+    ["model", "deployment"],
+    multiprocess_mode="livemax",
+)
+UPSTREAM_FAILOVERS = Counter(
+    "tether_upstream_failovers",
+    "Calls a catalog deployment failed (refused, timed out, 5xx, 429) before anything was "
+    "streamed, tried again on another deployment of the model.",
+    ["model", "deployment"],
+)
+MODEL_QUEUE_REJECTED = Counter(
+    "tether_model_queue_rejected",
+    "Requests answered 429 after waiting MODEL_QUEUE_SECONDS for a place at a catalog model "
+    "whose deployments were all at their max_concurrency.",
+    ["model"],
+)
 
 MAX_MODELS = 100
 _models: set[str] = set()

@@ -7,6 +7,10 @@ from typing import Any, Literal, Protocol
 
 from app.errors import APIError, InvalidRequest, RateLimited, UpstreamError
 
+# Which deployment of a catalog model answered a call: a header, since OpenAI's objects have
+# no field for it (a stored response keeps it, app/models/response.py).
+DEPLOYMENT_HEADER = "x-tether-deployment"
+
 FailureKind = Literal["client", "rate_limited", "server", "timeout", "unreachable"]
 
 
@@ -18,6 +22,7 @@ class UpstreamFailure(Exception):
         self.kind = kind
         self.message = message
         self.status = status
+        self.deployment: str | None = None  # the catalog deployment that failed, if any
 
     @property
     def transient(self) -> bool:
@@ -58,6 +63,7 @@ class ChatResult:
     # The chat logprobs of the text (choices[0].logprobs.content), when asked for.
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     service_tier: str | None = None  # the tier the upstream says it used
+    deployment: str | None = None  # the catalog deployment that answered
 
 
 @dataclass(slots=True)
@@ -73,9 +79,32 @@ class ChatDelta:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)  # of this chunk's text
     service_tier: str | None = None
+    deployment: str | None = None  # on the first chunk: the catalog deployment answering
+
+    @property
+    def visible(self) -> bool:
+        """Whether it carries anything a client would be shown: before the first that does,
+        a routed call may still move to another deployment (app/providers/routed.py)."""
+        return bool(
+            self.text or self.reasoning or self.refusal or self.tool_calls or self.finish_reason
+        )
 
 
 class ModelProvider(Protocol):
+    # The catalog deployment that answered this call's last request (a routed call's own
+    # view, app/providers/routed.py); None for a provider that is not routed.
+    deployment: str | None
+
+    async def reserve(self) -> None:
+        """Take the place the next call will use now, waiting for one if the model is at its
+        concurrency limit: so that a request beyond it is answered 429 before anything is
+        stored or streamed. A no-op where there is no limit."""
+        ...
+
+    def release(self) -> None:
+        """Give back a place reserve() took that no call used (a no-op otherwise)."""
+        ...
+
     async def complete(self, payload: dict[str, Any]) -> ChatResult: ...
 
     def stream(self, payload: dict[str, Any]) -> AsyncGenerator[ChatDelta, None]: ...

@@ -31,6 +31,14 @@ def estimate_tokens(text: str) -> int:
 
 
 class EchoProvider:
+    deployment: str | None = None
+
+    async def reserve(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
     async def complete(self, payload: dict[str, Any]) -> ChatResult:
         messages: list[dict[str, Any]] = payload["messages"]
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]

@@ -115,12 +115,20 @@ class OpenAICompatibleProvider:
     is what bounds the calls: the requests a process serves, and WORKER_CONCURRENCY.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        assert settings.upstream_base_url
-        self._base = settings.upstream_base_url.rstrip("/")
+    # Which catalog deployment answered (app/providers/routed.py); this client alone: none.
+    deployment: str | None = None
+
+    def __init__(
+        self, settings: Settings, *, base_url: str | None = None, api_key: str | None = None
+    ) -> None:
+        """The upstream of UPSTREAM_BASE_URL, or (`base_url`, `api_key`) one of the catalog's."""
+        base = base_url or settings.upstream_base_url
+        assert base
+        self._base = base.rstrip("/")
         self._headers = {"Content-Type": "application/json"}
-        if settings.upstream_api_key:
-            self._headers["Authorization"] = f"Bearer {settings.upstream_api_key}"
+        key = api_key if base_url else settings.upstream_api_key
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
         # Only making a connection is timed against UPSTREAM_CONNECT_TIMEOUT: aiohttp's
         # `connect` timeout also runs while a call waits for a pooled connection
         # (BaseConnector.connect), `sock_connect` covers the TCP and TLS handshakes alone.
@@ -132,6 +140,12 @@ class OpenAICompatibleProvider:
         self._in_pool = 0  # calls holding (or making) a kept-alive connection
         self._pooled: aiohttp.ClientSession | None = None
         self._unpooled: aiohttp.ClientSession | None = None
+
+    async def reserve(self) -> None:
+        return None  # no limit of ours: the model server's own scheduler queues
+
+    def release(self) -> None:
+        return None
 
     def _session(self, *, keep_alive: bool) -> aiohttp.ClientSession:
         """Made on first use, inside the running loop. limit=0 on both: aiohttp never makes a

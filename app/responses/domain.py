@@ -79,6 +79,7 @@ class StoredResponse(TypedDict):
     service_tier: NotRequired[str | None]
     # When its current attempt began (not part of the Response object: the dashboard's).
     started_at: NotRequired[float | None]
+    deployment: NotRequired[str | None]  # not on the object: x-tether-deployment
 
 
 class ResponseRecord(StoredResponse):
@@ -105,6 +106,7 @@ class FinalValues(TypedDict, total=False):
     completed_at: int | None
     messages: list[dict[str, Any]]
     service_tier: str | None  # the one the upstream says it used
+    deployment: str | None  # the catalog deployment that answered (or failed last)
 
 
 FINAL_COLUMNS = (
@@ -116,4 +118,5 @@ FINAL_COLUMNS = (
     "completed_at",
     "messages",
     "service_tier",
+    "deployment",
 )

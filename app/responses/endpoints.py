@@ -93,7 +93,8 @@ async def create_response(body: CreateResponseRequest, request: Request) -> Resp
         obfuscate = bool((body.stream_options or {}).get("include_obfuscation"))
         answer: Response = event_stream(request, events, obfuscate)
     else:
-        answer = json_response(await service.create_response(deps, caller, body, idempotency_key))
+        created = await service.create_response(deps, caller, body, idempotency_key)
+        answer = json_response(created.body, headers=created.headers)
     if omitted := omitted_tools(body.tools):  # accepted: HOSTED_TOOLS=omit left them out
         headers = getattr(request.state, "headers", None) or {}
         request.state.headers = {**headers, OMITTED_TOOLS_HEADER: ", ".join(omitted)}
@@ -146,7 +147,7 @@ async def retrieve_response(
     then live ones until it ends (a background response can be resumed this way)."""
     response = await service.get_response(engine, project_id, response_id)
     if not stream:
-        return json_response(response)
+        return json_response(response.body, headers=response.headers)
     after = -1 if starting_after is None else starting_after
     return event_stream(
         request,

@@ -25,6 +25,7 @@ from app.responses.translate import (
     message_item,
     output_text,
     reasoning_item,
+    served_tier,
 )
 
 TERMINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete")
@@ -116,6 +117,7 @@ class TurnEvents:
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.service_tier: str | None = None
+        self.deployment: str | None = None  # the catalog deployment answering, once known
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         out = {"type": kind, "sequence_number": self.seq, **fields}
@@ -142,6 +144,7 @@ class TurnEvents:
         self.finish_reason = delta.finish_reason or self.finish_reason
         self.usage = delta.usage or self.usage
         self.service_tier = delta.service_tier or self.service_tier
+        self.deployment = delta.deployment or self.deployment
         return out
 
     def _piece(
@@ -325,7 +328,8 @@ class TurnEvents:
             self._open("message", out)  # an empty answer still has its message
         out += self._close_open(status)
         values = finished_values(status, incomplete, self.items, self.usage, input_messages)
-        values["service_tier"] = self.service_tier
+        values["service_tier"] = served_tier(self.service_tier, self.response.get("service_tier"))
+        values["deployment"] = self.deployment
         return values, [*out, self._final(values)]
 
     def so_far(self) -> list[dict[str, Any]]:
@@ -346,13 +350,15 @@ class TurnEvents:
         strict clients accept only its reasons, so `reason` is null and the cause is named
         in a field of our own."""
         self._close_open(ResponseStatus.INCOMPLETE)
-        return finished_values(
+        values = finished_values(
             ResponseStatus.INCOMPLETE,
             {"reason": None, "tether_reason": "client_disconnected"},
             self.items,
             self.usage,
             input_messages,
         )
+        values["deployment"] = self.deployment
+        return values
 
     def _final(self, values: FinalValues) -> dict[str, Any]:
         return self.lifecycle(final_event_type(values["status"]), **_shown(values))
@@ -396,7 +402,8 @@ def _replayed_part(item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def _shown(values: FinalValues) -> dict[str, Any]:
     """Row values that also appear on the Response object."""
-    shown: dict[str, Any] = {k: v for k, v in values.items() if k != "messages"}
+    # Not OpenAI's: the replay form, and the deployment (a header, app/responses/endpoints.py).
+    shown: dict[str, Any] = {k: v for k, v in values.items() if k not in ("messages", "deployment")}
     if "service_tier" in shown:
         shown["service_tier"] = shown["service_tier"] or "default"
     return shown

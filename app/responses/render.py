@@ -1,7 +1,21 @@
 """A stored (or unstored) response as the Response object OpenAI returns."""
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
+
+from app.providers.base import DEPLOYMENT_HEADER
+
+
+class Answer(NamedTuple):
+    """A rendered response and the headers that go with it."""
+
+    body: dict[str, Any]
+    headers: dict[str, str] | None = None
+
+
+def answer(row: Mapping[Any, Any]) -> Answer:
+    deployment = row.get("deployment")
+    return Answer(render_response(row), {DEPLOYMENT_HEADER: deployment} if deployment else None)
 
 
 def render_response(row: Mapping[Any, Any]) -> dict[str, Any]:

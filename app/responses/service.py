@@ -23,13 +23,15 @@ from app.errors import Conflict, InvalidRequest, NotFound, RateLimited
 from app.items.service import resolve_references
 from app.jobs import Enqueuer
 from app.kit.eventlog import EventLog
+from app.kit.fair import QueuedJob
 from app.kit.http import page
 from app.kit.ids import new_id, now_seconds
 from app.kit.items import normalize_input, to_chat_messages
 from app.kit.listing import PageQuery, page_of_list
 from app.kit.sealing import Keyring
+from app.kit.tiers import tier_of
 from app.ops.metrics import count_omitted_tools
-from app.providers.base import ModelProvider, UpstreamFailure, upstream_error
+from app.providers.base import DEPLOYMENT_HEADER, ModelProvider, UpstreamFailure, upstream_error
 from app.providers.registry import Providers
 from app.responses import reasoning, streaming, tokens, turn
 from app.responses.domain import (
@@ -43,7 +45,7 @@ from app.responses.domain import (
 from app.responses.events import TurnEvents
 from app.responses.leases import TurnLeases
 from app.responses.params import check_request, omitted_tools
-from app.responses.render import render_response
+from app.responses.render import Answer, answer, render_response
 from app.responses.repository import DuplicateKey, PreviousResponseGone, ResponsesRepository
 from app.responses.schemas import CreateResponseRequest
 from app.responses.translate import OutputOptions, completed_values, failed_values
@@ -149,7 +151,7 @@ async def prepare(
     """Validate a create and build its model call from its thread (app/responses/turn.py)."""
     engine = deps.engine
     params = check_request(req, deps.hosted_tools)
-    provider = deps.providers.for_model(req.model)
+    provider = deps.providers.for_model(req.model, tier=req.service_tier)
     assert req.input is not None
     new_items = await resolve_references(engine, project_id, normalize_input(req.input))
     shown = await reasoning.opened(deps.keyring, project_id, new_items)
@@ -171,6 +173,8 @@ async def prepare(
         "usage": None,
         "output": [],
         "metadata": req.metadata or {},
+        # The tier it is scheduled at; the upstream's own word replaces it if it has one.
+        "service_tier": tier_of(req.service_tier),
         "idempotency_key": key.key if key else None,
         "request_hash": key.hash if key else None,
         "enqueued_at": now_seconds() if req.background else None,
@@ -198,29 +202,45 @@ def note_omitted_tools(row: ResponseRecord) -> None:
 
 async def create_response(
     deps: Deps, caller: Caller, req: CreateResponseRequest, idempotency_key: str | None = None
-) -> dict[str, Any]:
+) -> Answer:
     project_id = caller.project_id
     key = idempotency(req, idempotency_key)
     if key and (earlier := await _earlier(deps, project_id, key, wait=True)):
-        return render_response(earlier)
+        return answer(earlier)
     prepared = await prepare(deps, project_id, req, key)
     note_omitted_tools(prepared.row)
     if prepared.background:
         started = await _start_background(deps, prepared, caller.max_background)
-        return render_response(started or prepared.row)
-    if key is not None:
-        # The key is claimed by storing the row first: a concurrent retry finds it and waits.
-        if earlier := await _store(deps, prepared.row, ended=False):
-            return render_response(earlier)
-        with deps.leases.hold(prepared.row["id"]):
-            failure = await _answer(deps, prepared, stored_first=True)
-    else:
-        failure = await _answer(deps, prepared, stored_first=False)
-        await _keep(deps, prepared)
+        return answer(started or prepared.row)
+    await reserve(prepared.provider)
+    try:
+        if key is not None:
+            # The key is claimed by storing the row first: a concurrent retry finds it and waits.
+            if earlier := await _store(deps, prepared.row, ended=False):
+                return answer(earlier)
+            with deps.leases.hold(prepared.row["id"]):
+                failure = await _answer(deps, prepared, stored_first=True)
+        else:
+            failure = await _answer(deps, prepared, stored_first=False)
+            await _keep(deps, prepared)
+    finally:
+        prepared.provider.release()
     if failure is not None:
-        stored = {"x-tether-response-id": prepared.row["id"]} if prepared.store else None
-        raise upstream_error(failure, stored)
-    return render_response(prepared.row)
+        headers = {"x-tether-response-id": prepared.row["id"]} if prepared.store else {}
+        if failure.deployment:
+            headers[DEPLOYMENT_HEADER] = failure.deployment
+        raise upstream_error(failure, headers or None)
+    return answer(prepared.row)
+
+
+async def reserve(provider: ModelProvider) -> None:
+    """A place at the model for a synchronous turn, before anything is stored or streamed: a
+    model at its concurrency limit (past MODEL_QUEUE_SECONDS) is a 429, a model whose every
+    deployment is skipped as failing a 502, and nothing is left behind."""
+    try:
+        await provider.reserve()
+    except UpstreamFailure as failure:
+        raise upstream_error(failure, {"retry-after": "1"}) from failure
 
 
 async def _answer(deps: Deps, prepared: Turn, *, stored_first: bool) -> UpstreamFailure | None:
@@ -230,7 +250,9 @@ async def _answer(deps: Deps, prepared: Turn, *, stored_first: bool) -> Upstream
     failure: UpstreamFailure | None = None
     try:
         result = await prepared.provider.complete(prepared.payload)
-        values = completed_values(result, row["messages"], prepared.options)
+        values = completed_values(
+            result, row["messages"], prepared.options, tier=row.get("service_tier")
+        )
     except UpstreamFailure as exc:
         failure = exc
         values = failed_values(exc)
@@ -270,9 +292,15 @@ async def create_stream(
     if prepared.background:
         started = await _start_background(deps, prepared, caller.max_background)
         return streaming.follow(engine, events, project_id, (started or row)["id"], -1)
-    # A retry that lost the race follows the first create's stream rather than wait for it.
-    if prepared.store and (earlier := await _store(deps, row, ended=False, wait=False)):
-        return streaming.follow(engine, events, project_id, earlier["id"], -1)
+    await reserve(prepared.provider)  # used by the stream's model call
+    try:
+        # A retry that lost the race follows the first create's stream rather than wait for it.
+        if prepared.store and (earlier := await _store(deps, row, ended=False, wait=False)):
+            prepared.provider.release()
+            return streaming.follow(engine, events, project_id, earlier["id"], -1)
+    except BaseException:
+        prepared.provider.release()
+        raise
     return streaming.synchronous(
         engine, deps.leases, prepared.provider, prepared.payload, row, prepared.options
     )
@@ -307,7 +335,8 @@ async def _start_background(
             log.exception("could not log the first events of %s", row["id"])
     # After the commit: a worker must find the row. Should this fail, the row is queued all
     # the same and the sweeper hands it to the queue again.
-    await deps.enqueuer.enqueue([row["id"]])
+    tier = tier_of(row["params"]["service_tier"])
+    await deps.enqueuer.submit([QueuedJob(row["id"], row["project_id"], tier)])
     log.info("response %s queued", row["id"], extra={"response_id": row["id"]})
     return None
 
@@ -346,12 +375,12 @@ async def count_input_tokens(
     return {"object": "response.input_tokens", "input_tokens": count}
 
 
-async def get_response(engine: AsyncEngine, project_id: str, response_id: str) -> dict[str, Any]:
+async def get_response(engine: AsyncEngine, project_id: str, response_id: str) -> Answer:
     async with engine.connect() as conn:
         row = await ResponsesRepository(conn).get(project_id, response_id)
     if row is None:
         raise not_found(response_id)
-    return render_response(row)
+    return answer(row)
 
 
 async def cancel_response(engine: AsyncEngine, project_id: str, response_id: str) -> dict[str, Any]:

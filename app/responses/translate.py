@@ -181,12 +181,22 @@ FAILURE_CODES = {
 
 
 def completed_values(
-    result: ChatResult, input_messages: list[dict[str, Any]], options: OutputOptions
+    result: ChatResult,
+    input_messages: list[dict[str, Any]],
+    options: OutputOptions,
+    tier: str | None = None,
 ) -> FinalValues:
-    """The row's new values once the model answered."""
+    """The row's new values once the model answered; `tier`: the one it was scheduled at."""
     status, incomplete, output = to_output(result, options)
     values = finished_values(status, incomplete, output, result.usage, input_messages)
-    return {**values, "service_tier": result.service_tier}
+    served = served_tier(result.service_tier, tier)
+    return {**values, "service_tier": served, "deployment": result.deployment}
+
+
+def served_tier(reported: str | None, scheduled: str | None) -> str | None:
+    """The upstream's word on its tier, else the tier the turn was scheduled at
+    (app/kit/tiers.py)."""
+    return reported or scheduled
 
 
 def finished_values(
@@ -226,6 +236,7 @@ def failed_values(failure: UpstreamFailure) -> FinalValues:
     return {
         "status": ResponseStatus.FAILED,
         "error": {"code": FAILURE_CODES[failure.kind], "message": failure.message},
+        "deployment": failure.deployment,
     }
 
 

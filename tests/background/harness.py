@@ -1,5 +1,7 @@
 """Real Celery workers for the tests: `celery -A workers.celery_app worker` subprocesses."""
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -7,8 +9,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from redis import Redis
 
 from app.config import Settings
+from tests.harness import TEST_REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,3 +84,22 @@ class Worker:
                 self.kill()
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
+
+
+def queued_tasks(queue: str) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of the messages waiting in a queue, oldest first: kombu's Redis
+    transport pushes each message's JSON on the left, its body the task's (args, kwargs,
+    embed), base64-encoded."""
+    redis = Redis.from_url(TEST_REDIS_URL)
+    try:
+        raw = redis.lrange(queue, 0, -1)
+    finally:
+        redis.close()
+    tasks = []
+    for message in (json.loads(m) for m in reversed(raw)):
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, _kwargs, _embed = json.loads(body)
+        tasks.append((message["headers"]["task"], args))
+    return tasks

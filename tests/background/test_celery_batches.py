@@ -2,38 +2,14 @@
 and a worker running such a message, duplicates and strangers included."""
 
 import asyncio
-import base64
-import json
 from collections.abc import Callable
-from typing import Any
-
-from redis import Redis
 
 from app.config import Settings
 from app.jobs import PUBLISH_BATCH, RUN_RESPONSES_TASK, CeleryEnqueuer, celery_client
-from tests.background.harness import Worker
+from tests.background.harness import Worker, queued_tasks
 from tests.conftest import sdk
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import TEST_REDIS_URL, poll_status, running_server
-
-
-def queued_tasks(queue: str) -> list[tuple[str, list[Any]]]:
-    """(task name, args) of the messages waiting in a queue, oldest first: kombu's Redis
-    transport pushes each message's JSON on the left, its body the task's (args, kwargs,
-    embed), base64-encoded."""
-    redis = Redis.from_url(TEST_REDIS_URL)
-    try:
-        raw = redis.lrange(queue, 0, -1)
-    finally:
-        redis.close()
-    tasks = []
-    for message in (json.loads(m) for m in reversed(raw)):
-        body = message["body"]
-        if message["properties"].get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args, _kwargs, _embed = json.loads(body)
-        tasks.append((message["headers"]["task"], args))
-    return tasks
+from tests.harness import poll_status, running_server
 
 
 def test_ids_handed_over_together_go_out_as_few_messages(

@@ -143,6 +143,10 @@ class FakeUpstream:
         self._calls: dict[str, int] = {}
         # Models of requests whose client hung up while the fake was still delaying them.
         self._abandoned: list[str] = []
+        # Requests being answered now, and the most ever at once, per model: what a
+        # concurrency limit in front of this server must keep under its cap.
+        self._in_flight: dict[str, int] = {}
+        self._max_in_flight: dict[str, int] = {}
         # (model, body, headers); bounded when the fake serves long benchmark runs.
         self._recorded: deque[tuple[str, dict[str, Any], dict[str, str]]] = deque(
             maxlen=max_recorded
@@ -180,6 +184,16 @@ class FakeUpstream:
         with self._lock:
             return self._abandoned.count(model)
 
+    def in_flight(self, model: str) -> int:
+        """Requests for `model` being answered right now (a stream until its last chunk)."""
+        with self._lock:
+            return self._in_flight.get(model, 0)
+
+    def max_in_flight(self, model: str) -> int:
+        """The most requests for `model` this server was answering at once."""
+        with self._lock:
+            return self._max_in_flight.get(model, 0)
+
     def request_headers(self, model: str | None = None) -> list[dict[str, str]]:
         """Headers (lower-cased names) of the same requests, in the same order."""
         with self._lock:
@@ -192,6 +206,7 @@ class FakeUpstream:
             self._calls.clear()
             self._recorded.clear()
             self._abandoned.clear()
+            self._max_in_flight.clear()
             self._completion_ids = itertools.count(1)
             self._call_ids = itertools.count(1)
 
@@ -214,6 +229,18 @@ class FakeUpstream:
         if not isinstance(body, dict):
             return _error(400, "request body must be a JSON object")
         model = str(body.get("model", ""))
+        with self._lock:
+            now = self._in_flight[model] = self._in_flight.get(model, 0) + 1
+            self._max_in_flight[model] = max(self._max_in_flight.get(model, 0), now)
+        try:
+            return await self._answer(request, body, model)
+        finally:
+            with self._lock:
+                self._in_flight[model] -= 1
+
+    async def _answer(
+        self, request: web.Request, body: dict[str, Any], model: str
+    ) -> web.StreamResponse:
         headers = {name.lower(): value for name, value in request.headers.items()}
         with self._lock:
             self._recorded.append((model, body, headers))
