@@ -63,9 +63,20 @@ def parse_args() -> argparse.Namespace:
 
 
 def pids(pattern: str) -> list[int]:
+    """The processes matching `pattern`, with their descendants (uvicorn's --workers children
+    are started by multiprocessing, under a command line of its own)."""
     found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     mine = {os.getpid(), os.getppid()}
-    return [int(p) for p in found.split() if int(p) not in mine]
+    todo = [int(p) for p in found.split() if int(p) not in mine]
+    seen: list[int] = []
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.append(pid)
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+        todo += [int(c) for c in children.stdout.split()]
+    return seen
 
 
 def group_cpu(groups: dict[str, list[int]]) -> dict[str, dict[int, float]]:
