@@ -44,7 +44,9 @@ class GroupWriter(Generic[In, Out]):
         self._pending.append((item, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
-        # A waiter cancelled (shutdown) leaves its item in the batch: written all the same.
+        # A waiter cancelled (shutdown) leaves its item in the batch: written all the same. A
+        # claim so written and never run is in_progress under a lease nobody renews: the
+        # sweeper runs it again once the lease ends, as for a worker that died.
         return await asyncio.shield(future)
 
     async def _drain(self) -> None:
