@@ -3,6 +3,7 @@
 #   make run                      serve on SQLite (http://127.0.0.1:8000; HOST/PORT override)
 #   make test                     the test suite, against PostgreSQL and Redis (see scripts/ensure-services)
 #   make test ARGS="-k threading -x"
+#   make test JOBS=0              the same in one process (JOBS: pytest-xdist's -n, default 3)
 #   make test-clients             Tether driven by the Node openai SDK, the Vercel AI SDK and Codex CLI (node >= 20)
 #   make lint                     ruff check, ruff format --check, mypy
 
@@ -10,6 +11,9 @@ PYTHON ?= python3
 VENV   := .venv
 PIP    := $(VENV)/bin/python -m pip -q --disable-pip-version-check
 ARGS   ?=
+# Test processes. Most of a test's time is spent waiting (on servers, workers, the database), so
+# more processes than cores pay; see README "Tests".
+JOBS   ?= 3
 
 .PHONY: run test test-clients lint
 
@@ -18,7 +22,7 @@ run: $(VENV)/.stamp-run
 
 test: $(VENV)/.stamp-dev
 	scripts/ensure-services
-	$(VENV)/bin/pytest $(ARGS)
+	$(VENV)/bin/pytest -n $(JOBS) $(ARGS)
 
 test-clients: $(VENV)/.stamp-dev
 	$(VENV)/bin/python tests/clients/run.py

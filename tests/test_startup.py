@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import TEST_DATABASE_URL, free_port, wait_until
+from tests.harness import TEST_DATABASE_URL, free_port, fresh_postgres, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TETHER = str(Path(sys.executable).with_name("tether"))
@@ -71,8 +71,11 @@ class TestConfigurationErrors:
         assert line.endswith('database "no_such_database_here" does not exist')
 
     def test_postgres_scheme_is_accepted(self, tmp_path: Path) -> None:
-        url = TEST_DATABASE_URL.replace("postgresql://", "postgres://", 1)
-        result = run([TETHER, "migrate"], tmp_path, DATABASE_URL=url)
+        # A database of its own: the server's `test` database is shared with other runs,
+        # whose checkouts may be at other migrations.
+        with fresh_postgres() as url:
+            url = url.replace("postgresql://", "postgres://", 1)
+            result = run([TETHER, "migrate"], tmp_path, DATABASE_URL=url)
         assert result.returncode == 0, result.stderr
 
     def test_an_upstream_without_v1_asks_whether_it_was_meant(

@@ -23,6 +23,9 @@ from tests.harness import query, wait_until
 SETTLE_SECONDS = 45.0
 AFTER_BURST = 24  # background jobs created at once right after each repair
 
+# Under `make test`'s -n: one process runs them all, on the one stack the module starts.
+pytestmark = pytest.mark.xdist_group("chaos")
+
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
