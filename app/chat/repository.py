@@ -2,13 +2,25 @@
 
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Select, Table, delete, func, insert, select, update
 
 from app.kit.driver import Db, dialect_name
 from app.kit.listing import PageQuery, export_page_query, metadata_matches, paged
 from app.models import ChatCompletionRow
 
 completions = cast(Table, ChatCompletionRow.__table__)
+
+
+def list_query(
+    project_id: str, page: PageQuery, *, model: str | None, metadata: dict[str, str], dialect: str
+) -> Select[Any]:
+    """A page of GET /v1/chat/completions (bench/scale_bench.py EXPLAINs this very query)."""
+    c = completions.c
+    query = select(c.completion, c.metadata).where(c.project_id == project_id)
+    if model is not None:
+        query = query.where(c.model == model)
+    query = query.where(*metadata_matches(c.metadata, metadata, dialect))
+    return paged(query, c.id, page)
 
 
 class ChatCompletionsRepository:
@@ -39,12 +51,10 @@ class ChatCompletionsRepository:
     async def list_page(
         self, project_id: str, page: PageQuery, *, model: str | None, metadata: dict[str, str]
     ) -> list[dict[str, Any]]:
-        c = completions.c
-        query = select(c.completion, c.metadata).where(c.project_id == project_id)
-        if model is not None:
-            query = query.where(c.model == model)
-        query = query.where(*metadata_matches(c.metadata, metadata, dialect_name(self.db)))
-        result = await self.db.execute(paged(query, c.id, page))
+        query = list_query(
+            project_id, page, model=model, metadata=metadata, dialect=dialect_name(self.db)
+        )
+        result = await self.db.execute(query)
         return [dict(row) for row in result.mappings()]
 
     async def set_metadata(

@@ -161,6 +161,26 @@ def _chain_query() -> Select[Any]:
 CHAIN = DriverStatement(_chain_query())  # messages arrive as JSON text on every dialect
 
 
+def list_query(
+    project_id: str,
+    page: PageQuery,
+    *,
+    model: str | None,
+    status: ResponseStatus | None,
+    metadata: dict[str, str],
+    dialect: str,
+) -> Select[Any]:
+    """A page of GET /v1/responses (bench/scale_bench.py EXPLAINs this very query)."""
+    r = responses.c
+    query = select(*VISIBLE).where(r.project_id == project_id, r.deleted_at.is_(None))
+    if model is not None:
+        query = query.where(r.model == model)
+    if status is not None:
+        query = query.where(r.status == status)
+    query = query.where(*metadata_matches(r.metadata, metadata, dialect))
+    return paged(query, r.id, page)
+
+
 def _owned_turn() -> Any:
     """A synchronous turn still running: its request owns it (attempt 0, never claimed)."""
     return and_(_r.status == ResponseStatus.IN_PROGRESS, _r.background == false(), _r.attempts == 0)
@@ -363,14 +383,15 @@ class ResponsesRepository:
         status: ResponseStatus | None,
         metadata: dict[str, str],
     ) -> list[StoredResponse]:
-        r = responses.c
-        query = select(*VISIBLE).where(r.project_id == project_id, r.deleted_at.is_(None))
-        if model is not None:
-            query = query.where(r.model == model)
-        if status is not None:
-            query = query.where(r.status == status)
-        query = query.where(*metadata_matches(r.metadata, metadata, dialect_name(self.db)))
-        result = await self.db.execute(paged(query, r.id, page))
+        query = list_query(
+            project_id,
+            page,
+            model=model,
+            status=status,
+            metadata=metadata,
+            dialect=dialect_name(self.db),
+        )
+        result = await self.db.execute(query)
         return [cast(StoredResponse, dict(row)) for row in result.mappings()]
 
     async def get_by_idempotency_key(self, project_id: str, key: str) -> dict[str, Any] | None:
