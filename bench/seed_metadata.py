@@ -19,8 +19,10 @@ Rows look like what Tether stores (the shapes of app/chat/service.py and app/res
 metadata {"user", "job", "env", "tenant"} whose keys are sometimes absent, so that filters have
 realistic selectivities (metadata[job]=nightly&metadata[env]=prod matches about 1 % of rows).
 Two kinds of job are not spread evenly over time:
-- `legacy` only exists in the oldest --old-share of the rows (a job that stopped): a filter
-  whose matches are all old, which an id-ordered walk finds only after every newer row;
+- `legacy` is on --legacy-rows rows per table (about --bench-share of them in proj_default),
+  all in the oldest --old-share of the time range: a job that stopped, whose rows do not grow
+  with the traffic that came after it. A filter on it has matches that are all old, which an
+  id-ordered walk finds only after every newer row;
 - `agent` marks threads of 50 to 120 turns chained by previous_response_id (what a depth-50
   turn is measured on). Other responses continue shorter threads of their project (see
   Threads), so a quarter of the rows have a parent, as multi-turn traffic does.
@@ -147,9 +149,8 @@ def texts(rng: random.Random, count: int, low: int, high: int) -> list[str]:
     return out
 
 
-# Old-only and agent jobs (see the docstring): `legacy` on this share of the rows in the oldest
+# Old-only and agent jobs (see the docstring): `legacy` on --legacy-rows rows in the oldest
 # --old-share of the time range, `agent` on the turns of long threads.
-P_LEGACY = 0.02
 LEGACY_JOB = "legacy"
 AGENT_JOB = "agent"
 
@@ -171,6 +172,7 @@ class Shape:
     bench_share: float
     zipf: float
     old_share: float
+    legacy_rows: int
     segments: int
 
     @property
@@ -278,6 +280,8 @@ class Rows:
         self.projects = projects
         self.threads = Threads(self.rng)
         self.old_rows = int(shape.rows * shape.old_share)
+        # Of the rows with a job (P_JOB): the chance one of the old ones is `legacy`.
+        self.p_legacy = min(1.0, shape.legacy_rows / max(1, self.old_rows * P_JOB))
 
     def _micros(self, n: int) -> int:
         # Jitter within the row's own slot: ids and timestamps stay increasing with n.
@@ -295,7 +299,7 @@ class Rows:
         if agent:
             meta["job"] = AGENT_JOB
         elif rng.random() < P_JOB:
-            old = n < self.old_rows and rng.random() < P_LEGACY
+            old = n < self.old_rows and rng.random() < self.p_legacy
             meta["job"] = LEGACY_JOB if old else rng.choice(JOBS)
         if rng.random() < P_ENV:
             meta["env"] = rng.choice(ENV_POOL)
@@ -618,6 +622,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--old-share", type=float, default=0.10, help="oldest share of rows that has `legacy`"
     )
+    parser.add_argument("--legacy-rows", type=int, default=2000, help="rows of the old job")
     parser.add_argument(
         "--segments", type=int, default=None, help="time ranges per table (default rows/250k)"
     )
@@ -650,6 +655,7 @@ def main(args: argparse.Namespace) -> int:
         bench_share=args.bench_share,
         zipf=args.zipf,
         old_share=args.old_share,
+        legacy_rows=args.legacy_rows,
         segments=args.segments,
     )
     run(prepare(args.database_url, args.truncate, Projects(shape)))
