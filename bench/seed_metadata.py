@@ -38,6 +38,9 @@ again after it (with maintenance_work_mem raised): an index built once from sort
 faster to make, and smaller, than one grown row by row (bench/README.md §9 has the times).
 --renice N renices the PostgreSQL backends of the seeder's own connections (when the server
 runs on this host and we may), so that a seed on a shared box yields to the others' work.
+--only-segments A-B --end-us T writes segments A..B of the data set a run with that --end-us
+made (each run prints its own), skipping rows that are there: what puts back the rows a purge
+benchmark removed.
 """
 
 import argparse
@@ -468,8 +471,32 @@ async def connect(database_url: str, renice: int | None) -> asyncpg.Connection:
     return conn
 
 
+async def write(
+    conn: asyncpg.Connection, table: str, records: list[Any], columns: Sequence[str], refill: bool
+) -> None:
+    if not refill:
+        await conn.copy_records_to_table(table, records=records, columns=columns)
+        return
+    # Refilling what a purge removed: rows it kept are there already and stay as they are.
+    async with conn.transaction():
+        await conn.execute(
+            f"CREATE TEMP TABLE refill (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        await conn.copy_records_to_table("refill", records=records, columns=columns)
+        names = ", ".join(columns)
+        await conn.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM refill ON CONFLICT DO NOTHING"
+        )
+
+
 async def seed_segment(
-    database_url: str, table: str, shape: Shape, segment: int, batch: int, renice: int | None
+    database_url: str,
+    table: str,
+    shape: Shape,
+    segment: int,
+    batch: int,
+    renice: int | None,
+    refill: bool,
 ) -> tuple[int, float, float]:
     """Write one segment of one table in COPY batches: (rows, python seconds, copy seconds)."""
     maker = Rows(table, shape, segment, Projects(shape))
@@ -494,11 +521,9 @@ async def seed_segment(
                 records.append(row)
                 items += row_items
             t1 = time.perf_counter()
-            await conn.copy_records_to_table(table, records=records, columns=columns)
+            await write(conn, table, records, columns, refill)
             if items:  # after their responses: the foreign key checks them
-                await conn.copy_records_to_table(
-                    "response_items", records=items, columns=ITEM_COLUMNS
-                )
+                await write(conn, "response_items", items, ITEM_COLUMNS, refill)
             t2 = time.perf_counter()
             generating, copying = generating + t1 - t0, copying + t2 - t1
     finally:
@@ -507,19 +532,25 @@ async def seed_segment(
 
 
 def seed_segment_process(
-    database_url: str, table: str, shape: Shape, segment: int, batch: int, renice: int | None
+    database_url: str,
+    table: str,
+    shape: Shape,
+    segment: int,
+    batch: int,
+    renice: int | None,
+    refill: bool,
 ) -> tuple[int, float, float]:
     """seed_segment in a worker process: segments are generated on every core at once."""
-    return run(seed_segment(database_url, table, shape, segment, batch, renice))
+    return run(seed_segment(database_url, table, shape, segment, batch, renice, refill))
 
 
-async def prepare(database_url: str, truncate: bool, projects: Projects) -> None:
+async def prepare(database_url: str, truncate: bool, refill: bool, projects: Projects) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         if truncate:
             await conn.execute(f"TRUNCATE {', '.join(TRUNCATED)}")
             print(f"truncated {', '.join(TRUNCATED)}", flush=True)
-        else:
+        elif not refill:
             for table in TABLES:
                 if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
                     raise SystemExit(f"{table} already holds rows: pass --truncate to replace them")
@@ -632,6 +663,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--renice", type=int, default=None, help="renice our server backends")
     parser.add_argument(
+        "--end-us", type=int, default=None, help="the end of the time range (printed by a run)"
+    )
+    parser.add_argument(
+        "--only-segments",
+        default=None,
+        metavar="FIRST-LAST",
+        help="write only these segments, skipping rows already there (with the --end-us of the"
+        " first run: refills what a purge removed)",
+    )
+    parser.add_argument(
         "--truncate", action="store_true", help="empty the seeded tables (and response_*) first"
     )
     args = parser.parse_args(argv)
@@ -639,6 +680,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.database_url = args.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     if args.segments is None:
         args.segments = max(1, args.rows // 250_000)
+    if args.only_segments is not None:
+        first, _, last = args.only_segments.partition("-")
+        args.only_segments = range(int(first), int(last or first) + 1)
+        if args.end_us is None or args.truncate:
+            parser.error("--only-segments needs --end-us, and no --truncate")
     if not 0 < args.bench_share <= 1:
         parser.error("--bench-share must be in (0, 1]")
     return args
@@ -649,7 +695,7 @@ def main(args: argparse.Namespace) -> int:
     shape = Shape(
         rows=args.rows,
         seed=args.seed,
-        end_us=time.time_ns() // 1000 - 60_000_000,
+        end_us=args.end_us or time.time_ns() // 1000 - 60_000_000,
         days=args.days,
         projects=args.projects,
         bench_share=args.bench_share,
@@ -658,18 +704,21 @@ def main(args: argparse.Namespace) -> int:
         legacy_rows=args.legacy_rows,
         segments=args.segments,
     )
-    run(prepare(args.database_url, args.truncate, Projects(shape)))
+    refill = args.only_segments is not None
+    segments = args.only_segments or range(args.segments)
+    run(prepare(args.database_url, args.truncate, refill, Projects(shape)))
     dropped = run(drop_indexes(args.database_url)) if args.drop_indexes else []
     print(
         f"seeding {args.rows:,} rows into each of {', '.join(TABLES)} across {args.projects}"
-        f" projects: {args.segments} segments each, {args.jobs} processes",
+        f" projects: {args.segments} segments each, {args.jobs} processes;"
+        f" --end-us {shape.end_us} makes the same rows again",
         flush=True,
     )
     try:
         loaded = time.perf_counter()
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             # Tables interleaved, so both grow together and a crash leaves both half-full.
-            tasks = [(table, segment) for segment in range(args.segments) for table in TABLES]
+            tasks = [(table, segment) for segment in segments for table in TABLES]
             futures = [
                 pool.submit(
                     seed_segment_process,
@@ -679,6 +728,7 @@ def main(args: argparse.Namespace) -> int:
                     segment,
                     args.batch,
                     args.renice,
+                    refill,
                 )
                 for table, segment in tasks
             ]
