@@ -5,7 +5,7 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, delete, func, insert, select, update
 
 from app.kit.driver import Db, dialect_name
-from app.kit.listing import PageQuery, export_page_query, metadata_matches, paged
+from app.kit.listing import PageQuery, export_page_query, filtered_page
 from app.models import ChatCompletionRow
 
 completions = cast(Table, ChatCompletionRow.__table__)
@@ -16,11 +16,9 @@ def list_query(
 ) -> Select[Any]:
     """A page of GET /v1/chat/completions (bench/scale_bench.py EXPLAINs this very query)."""
     c = completions.c
-    query = select(c.completion, c.metadata).where(c.project_id == project_id)
-    if model is not None:
-        query = query.where(c.model == model)
-    query = query.where(*metadata_matches(c.metadata, metadata, dialect))
-    return paged(query, c.id, page)
+    where = [] if model is None else [c.model == model]
+    columns = [c.completion, c.metadata]
+    return filtered_page(completions, columns, project_id, where, metadata, page, dialect)
 
 
 class ChatCompletionsRepository:

@@ -3,13 +3,26 @@
 Ids sort by creation (app/kit/ids.py), so `after` is a plain id comparison and each page is an
 index range scan. Several `metadata[k]=v` filters combine with AND: one JSONB containment test
 on PostgreSQL (served by the GIN index), one json_extract per key on SQLite.
+
+A metadata-filtered page on PostgreSQL is two plans in one statement (`filtered_page`), because
+neither plan alone stays flat as a project grows (bench/README.md §9 has the figures):
+- walking the project's rows in id order and testing each costs limit/selectivity rows, whatever
+  the table's size, while matches are spread over time; but a filter whose matches are all old
+  (a job that stopped) walks every newer row first;
+- the metadata GIN index finds exactly the matches, but gives them unordered: a page of a common
+  filter then sorts every match the project has.
+So the statement walks at most WALK_ROWS_PER_ITEM rows per item of the page; only when that walk
+fills no page does it take the matches from the GIN index. The planner is not asked to choose:
+with the generic plan a prepared statement falls back to, it assumes every project is small
+and every filter rare, and chose the GIN index (or a BitmapAnd with the project's whole btree
+range) for common filters of big projects too.
 """
 
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Boolean, ColumnElement, Select, func, literal
+from sqlalchemy import Boolean, ColumnElement, Select, Table, func, literal, select, union_all
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.errors import InvalidRequest
@@ -70,14 +83,86 @@ def page_of_list(items: list[dict[str, Any]], query: PageQuery) -> dict[str, Any
     return page(items[: query.limit + 1], query.limit)
 
 
+# The walk of a filtered page reads at most this many rows per row it returns: it serves filters
+# that match one row in 100 (with room for chance), the GIN index serves rarer ones.
+WALK_ROWS_PER_ITEM = 200
+
+
+def _limit(rows: int) -> Any:
+    # Inline, not a parameter: the generic plan of a prepared statement must know it wants a
+    # page, not (PostgreSQL's guess for a LIMIT parameter) a tenth of the table.
+    return literal(rows, literal_execute=True)
+
+
+def _after(id_column: Any, page: PageQuery) -> list[ColumnElement[bool]]:
+    if page.after is None:
+        return []
+    return [id_column < page.after if page.order == "desc" else id_column > page.after]
+
+
+def _order(id_column: Any, page: PageQuery) -> Any:
+    return id_column.desc() if page.order == "desc" else id_column.asc()
+
+
 def paged(query: Select[Any], id_column: Any, page: PageQuery) -> Select[Any]:
     """One page (and one row more, to tell has_more) after the cursor, in order."""
-    if page.after is not None:
-        query = query.where(
-            id_column < page.after if page.order == "desc" else id_column > page.after
-        )
-    order = id_column.desc() if page.order == "desc" else id_column.asc()
-    return query.order_by(order).limit(page.limit + 1)
+    query = query.where(*_after(id_column, page))
+    return query.order_by(_order(id_column, page)).limit(_limit(page.limit + 1))
+
+
+def filtered_page(
+    table: Table,
+    columns: list[Any],
+    project_id: str,
+    where: list[ColumnElement[bool]],
+    metadata: dict[str, str],
+    page: PageQuery,
+    dialect: str,
+) -> Select[Any]:
+    """A page of `columns` of the rows of `table` in the project that satisfy `where` and hold
+    `metadata`.
+
+    On PostgreSQL, with a metadata filter, the page comes from the walk or from the GIN index
+    (see the module's docstring); both give exactly the rows of the plain query, in its order.
+    """
+    id_, meta = table.c.id, table.c.metadata
+    matches = metadata_matches(meta, metadata, dialect)
+    if not matches or dialect != "postgresql":
+        where = [table.c.project_id == project_id, *where]
+        return paged(select(*columns).where(*where, *matches), id_, page)
+    # The project inline, not a parameter: how to walk depends on its size (a big project's
+    # rows in id order; a small one's all at once), which a generic plan cannot know.
+    where = [table.c.project_id == literal(project_id, literal_execute=True), *where]
+    rows = page.limit + 1
+    # 1. The walk: the next rows in page order, tested one by one, at most a bounded number.
+    walked = paged(
+        select(*columns, id_.label("_id"), meta.label("_meta")).where(*where),
+        id_,
+        page.model_copy(update={"limit": WALK_ROWS_PER_ITEM * rows - 1}),
+    ).subquery("walked")
+    walk = (
+        select(walked)
+        .where(*metadata_matches(walked.c._meta, metadata, dialect))
+        .order_by(_order(walked.c._id, page))
+        .limit(_limit(rows))
+        .cte("walk")
+    )
+    walk_filled = select(func.count()).select_from(walk).scalar_subquery() == rows
+    # 2. The index: every match after the cursor (MATERIALIZED: found all at once through the
+    # GIN index, never by the ordered walk the planner might pick for an ORDER BY ... LIMIT),
+    # then the page of them. Runs only when the walk came back short.
+    hits = (
+        select(id_.label("id"))
+        .where(*where, *_after(id_, page), *matches)
+        .cte("hits")
+        .prefix_with("MATERIALIZED")
+    )
+    first_hits = select(hits.c.id).order_by(_order(hits.c.id, page)).limit(_limit(rows))
+    from_index = select(*columns, id_.label("_id"), meta.label("_meta")).where(
+        id_.in_(first_hits), ~walk_filled
+    )
+    both = union_all(select(walk).where(walk_filled), from_index).subquery("page")
+    return select(*(both.c[column.name] for column in columns)).order_by(_order(both.c._id, page))
 
 
 def export_page_query(

@@ -31,12 +31,12 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as cast_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from app.items.repository import index_from, index_items, item_ids
 from app.kit.driver import Db, DriverStatement, dialect_name, violated
 from app.kit.ids import now_seconds
-from app.kit.listing import PageQuery, metadata_matches, paged
+from app.kit.listing import PageQuery, filtered_page
 from app.models import ResponseRow
 from app.responses.domain import (
     FINAL_COLUMNS,
@@ -172,13 +172,12 @@ def list_query(
 ) -> Select[Any]:
     """A page of GET /v1/responses (bench/scale_bench.py EXPLAINs this very query)."""
     r = responses.c
-    query = select(*VISIBLE).where(r.project_id == project_id, r.deleted_at.is_(None))
+    where: list[ColumnElement[bool]] = [r.deleted_at.is_(None)]
     if model is not None:
-        query = query.where(r.model == model)
+        where.append(r.model == model)
     if status is not None:
-        query = query.where(r.status == status)
-    query = query.where(*metadata_matches(r.metadata, metadata, dialect))
-    return paged(query, r.id, page)
+        where.append(r.status == status)
+    return filtered_page(responses, VISIBLE, project_id, where, metadata, page, dialect)
 
 
 def _owned_turn() -> Any:
