@@ -2,7 +2,7 @@
 
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, func, insert, select, update
+from sqlalchemy import Select, Table, delete, func, insert, or_, select, update
 
 from app.kit.driver import Db, dialect_name
 from app.kit.listing import PageQuery, export_page_query, filtered_page
@@ -75,12 +75,24 @@ class ChatCompletionsRepository:
 
     # Retention and export (app/ops/): across projects, or for one whole project.
 
-    async def purge_older(self, cutoff: int, limit: int) -> int:
-        """Remove up to `limit` stored completions created before `cutoff`."""
+    async def purge_older(
+        self, cutoff: int, below: tuple[int, str] | None, limit: int
+    ) -> tuple[int, tuple[int, str] | None]:
+        """Remove up to `limit` stored completions created before `cutoff`, newest first from
+        the keyset position `below` (created, id) down: how many, and the position reached.
+        A keyset, not a rescan from the cutoff: the rows earlier batches removed stay dead
+        until VACUUM, and a rescan read them all again on every batch."""
         c = completions.c
-        ids = select(c.id).where(c.created < cutoff).limit(limit)
-        result = await self.db.execute(delete(completions).where(c.id.in_(ids)))
-        return int(getattr(result, "rowcount", 0))
+        ids = select(c.id).where(c.created < cutoff)
+        if below is not None:
+            created, last = below
+            ids = ids.where(c.created <= created, or_(c.created < created, c.id < last))
+        ids = ids.order_by(c.created.desc(), c.id.desc()).limit(limit)
+        found = await self.db.execute(
+            delete(completions).where(c.id.in_(ids)).returning(c.created, c.id)
+        )
+        removed = [(int(row.created), str(row.id)) for row in found]
+        return len(removed), min(removed, default=None)
 
     async def count_older(self, cutoff: int) -> int:
         c = completions.c
