@@ -50,11 +50,10 @@ import aiohttp
 import asyncpg
 import orjson
 from list_bench import Bench as ListBench
-from list_bench import Listing, meta_query
+from list_bench import Listing, Sql, compiled, meta_query, sql_literal
 from loadgen import Call, SetupError, run, run_scenarios, table
 from responses_bench import select
 from sqlalchemy import Select
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from app.chat import repository as chat_repository
 from app.kit.listing import PageQuery
@@ -190,33 +189,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # --- SQL ---------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(slots=True)
-class Sql:
-    """A statement as Tether sends it: text with $n parameters, and their values."""
-
-    text: str
-    params: list[Any]
-
-
-def compiled(statement: Any, values: dict[str, Any] | None = None) -> Sql:
-    found = statement.compile(
-        dialect=asyncpg_dialect(), compile_kwargs={"render_postcompile": True}
-    )
-    params = {**found.params, **(values or {})}
-    return Sql(found.string, [params[name] for name in found.positiontup])
-
-
-def sql_literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclasses.dataclass(slots=True)
