@@ -11,8 +11,9 @@ neither plan alone stays flat as a project grows (bench/README.md §9 has the fi
   (a job that stopped) walks every newer row first;
 - the metadata GIN index finds exactly the matches, but gives them unordered: a page of a common
   filter then sorts every match the project has.
-So the statement walks at most WALK_ROWS_PER_ITEM rows per item of the page; only when that walk
-fills no page does it take the matches from the GIN index. The planner is not asked to choose:
+So the statement walks at most WALK_ROWS_PER_ITEM rows per item of the page (and only if the first
+PROBE_ROWS_PER_ITEM rows per item hold a match); only when that walk fills no page does it take
+the matches from the GIN index. The planner is not asked to choose:
 with the generic plan a prepared statement falls back to, it assumes every project is small
 and every filter rare, and chose the GIN index (or a BitmapAnd with the project's whole btree
 range) for common filters of big projects too.
@@ -86,6 +87,10 @@ def page_of_list(items: list[dict[str, Any]], query: PageQuery) -> dict[str, Any
 # The walk of a filtered page reads at most this many rows per row it returns: it serves filters
 # that match one row in 100 (with room for chance), the GIN index serves rarer ones.
 WALK_ROWS_PER_ITEM = 200
+# ...and it only starts when the first of them (this many per row) hold a match at all: a filter
+# with none there is rare or old, and goes to the GIN index after reading these few rows, not
+# all of them. A filter matching one row in 100 finds none in them once in 150 pages.
+PROBE_ROWS_PER_ITEM = 25
 
 
 def _limit(rows: int) -> Any:
@@ -134,15 +139,20 @@ def filtered_page(
     # rows in id order; a small one's all at once), which a generic plan cannot know.
     where = [table.c.project_id == literal(project_id, literal_execute=True), *where]
     rows = page.limit + 1
-    # 1. The walk: the next rows in page order, tested one by one, at most a bounded number.
-    walked = paged(
-        select(*columns, id_.label("_id"), meta.label("_meta")).where(*where),
-        id_,
-        page.model_copy(update={"limit": WALK_ROWS_PER_ITEM * rows - 1}),
-    ).subquery("walked")
+
+    def next_rows(count: int, *selected: Any) -> Any:
+        """The next `count` rows in page order, unfiltered by metadata: an ordered index walk."""
+        walk_page = page.model_copy(update={"limit": count - 1})
+        return paged(select(*selected).where(*where), id_, walk_page).subquery()
+
+    # 1. The walk: the next rows in page order, tested one by one, at most a bounded number;
+    # not even that unless the first few hold a match.
+    probed = next_rows(PROBE_ROWS_PER_ITEM * rows, meta.label("_meta"))
+    probe = select(func.count()).where(*metadata_matches(probed.c._meta, metadata, dialect))
+    walked = next_rows(WALK_ROWS_PER_ITEM * rows, *columns, id_.label("_id"), meta.label("_meta"))
     walk = (
         select(walked)
-        .where(*metadata_matches(walked.c._meta, metadata, dialect))
+        .where(*metadata_matches(walked.c._meta, metadata, dialect), probe.scalar_subquery() > 0)
         .order_by(_order(walked.c._id, page))
         .limit(_limit(rows))
         .cte("walk")
