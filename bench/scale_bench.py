@@ -42,6 +42,7 @@ import itertools
 import os
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -167,11 +168,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--retrieve-ids", type=int, default=1000)
     parser.add_argument("--turn-heads", type=int, default=20, help="depth-50 threads cycled")
     parser.add_argument("--warm-runs", type=int, default=3)
-    parser.add_argument("--model", default="gpt-4o-mini", help="model filter, and the turn's")
+    parser.add_argument("--model", default="gpt-4o-mini", help="model filter of the lists")
+    parser.add_argument(
+        "--turn-model", default="bench", help="the turns' model (not the lists' filter's)"
+    )
     parser.add_argument("--job", default="nightly", help="metadata[job] filter value")
     parser.add_argument("--env", default="prod", help="metadata[env] filter value (chat)")
     parser.add_argument("--status", default="failed", help="status filter (responses)")
     parser.add_argument("--only", default=None, help="comma-separated scenario names (or prefixes)")
+    parser.add_argument(
+        "--jit",
+        choices=["on", "off"],
+        default="off",
+        help="JIT in the EXPLAIN session: off, as Tether's sessions run (app/db.py); on, as they"
+        " ran before",
+    )
     parser.add_argument("--plans", action="store_true", help="print every warm plan in full")
     parser.add_argument("--sql-only", action="store_true", help="skip the HTTP load")
     parser.add_argument("--http-only", action="store_true", help="skip the EXPLAINs")
@@ -381,6 +392,7 @@ class ScaleBench(ListBench):
         self.cursors: dict[str, str] = {}
         self.retrieve_ids: list[str] = []
         self.heads: list[str] = []
+        self.started = int(time.time())
 
     async def setup(self, names: list[str]) -> None:
         for name in names:
@@ -398,6 +410,20 @@ class ScaleBench(ListBench):
             self.heads = await depth_heads(self.db, self.args.turn_heads)
             if not self.heads:
                 raise SetupError(f"no seeded thread reaches depth {DEPTH}")
+
+    async def remove_turns(self) -> None:
+        """Delete the turns the load made (forks of the seeded heads, made since it started):
+        they would be the newest rows of the project in every later run, and change what the
+        lists walk through."""
+        if self.heads:
+            removed = await self.db.execute(
+                "DELETE FROM responses WHERE project_id = $1 AND previous_response_id = ANY($2)"
+                " AND created_at >= $3",
+                PROJECT_ID,
+                self.heads,
+                self.started,
+            )
+            print(f"  removed the turns the load made: {removed}", flush=True)
 
     def sql(self, name: str) -> Sql:
         if case := self.cases.get(name):
@@ -432,7 +458,7 @@ class ScaleBench(ListBench):
         async def turn() -> Call:
             bodies = itertools.cycle(
                 orjson.dumps(
-                    {"model": self.args.model, "input": "next", "previous_response_id": head}
+                    {"model": self.args.turn_model, "input": "next", "previous_response_id": head}
                 )
                 for head in self.heads
             )
@@ -489,6 +515,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             bench = ScaleBench(session, db, args)
             await bench.setup(names)
             if not args.http_only:
+                await db.execute(f"SET jit = {args.jit}")
                 explainer = Explainer(db, args.evict, args.warm_runs)
                 for name in names:
                     sql = bench.sql(name)
@@ -513,6 +540,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 print()
                 print(table(list(results.values())))
+                await bench.remove_turns()
                 for name, result in results.items():
                     out["scenarios"][name]["http"] = {
                         "p50": result.p50,

@@ -16,9 +16,9 @@ def list_query(
 ) -> Select[Any]:
     """A page of GET /v1/chat/completions (bench/scale_bench.py EXPLAINs this very query)."""
     c = completions.c
-    where = [] if model is None else [c.model == model]
+    along = None if model is None else c.model == model  # (project_id, model, id)
     columns = [c.completion, c.metadata]
-    return filtered_page(completions, columns, project_id, where, metadata, page, dialect)
+    return filtered_page(completions, columns, project_id, along, [], metadata, page, dialect)
 
 
 class ChatCompletionsRepository:

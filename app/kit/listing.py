@@ -119,59 +119,69 @@ def filtered_page(
     table: Table,
     columns: list[Any],
     project_id: str,
+    along: ColumnElement[bool] | None,
     where: list[ColumnElement[bool]],
     metadata: dict[str, str],
     page: PageQuery,
     dialect: str,
 ) -> Select[Any]:
-    """A page of `columns` of the rows of `table` in the project that satisfy `where` and hold
-    `metadata`.
+    """A page of `columns` of the rows of `table` in the project that satisfy `along` and
+    `where` and hold `metadata`. `along` is an equality that a btree (project_id, column, id)
+    serves (model, status), the walk's way in; `where` is the rest.
 
     On PostgreSQL, with a metadata filter, the page comes from the walk or from the GIN index
     (see the module's docstring); both give exactly the rows of the plain query, in its order.
     """
     id_, meta = table.c.id, table.c.metadata
     matches = metadata_matches(meta, metadata, dialect)
+    walked_by = [] if along is None else [along]
     if not matches or dialect != "postgresql":
-        where = [table.c.project_id == project_id, *where]
-        return paged(select(*columns).where(*where, *matches), id_, page)
+        conditions = [table.c.project_id == project_id, *walked_by, *where, *matches]
+        return paged(select(*columns).where(*conditions), id_, page)
     # The project inline, not a parameter: how to walk depends on its size (a big project's
     # rows in id order; a small one's all at once), which a generic plan cannot know.
-    where = [table.c.project_id == literal(project_id, literal_execute=True), *where]
+    walked_by.insert(0, table.c.project_id == literal(project_id, literal_execute=True))
     rows = page.limit + 1
 
-    def next_rows(count: int, *selected: Any) -> Any:
-        """The next `count` rows in page order, unfiltered by metadata: an ordered index walk."""
-        walk_page = page.model_copy(update={"limit": count - 1})
-        return paged(select(*selected).where(*where), id_, walk_page).subquery()
+    def walk(count: int, *selected: Any) -> Any:
+        """The first `count` rows after the cursor that the btree has, in page order, those
+        of them that satisfy `where` and `metadata`: their ids come from the btree alone (an
+        index-only scan: the primary key, which the planner prefers for its physical order,
+        would read every project's rows), each row by its primary key."""
+        ids = paged(
+            select(id_.label("id")).where(*walked_by),
+            id_,
+            page.model_copy(update={"limit": count - 1}),
+        ).subquery()
+        return (
+            select(*selected)
+            .select_from(ids.join(table, id_ == ids.c.id))
+            .where(*where, *matches)
+            .order_by(_order(ids.c.id, page))
+        )
 
     # 1. The walk: the next rows in page order, tested one by one, at most a bounded number;
     # not even that unless the first few hold a match.
-    probed = next_rows(PROBE_ROWS_PER_ITEM * rows, meta.label("_meta"))
-    probe = select(func.count()).where(*metadata_matches(probed.c._meta, metadata, dialect))
-    walked = next_rows(WALK_ROWS_PER_ITEM * rows, *columns, id_.label("_id"), meta.label("_meta"))
-    walk = (
-        select(walked)
-        .where(*metadata_matches(walked.c._meta, metadata, dialect), probe.scalar_subquery() > 0)
-        .order_by(_order(walked.c._id, page))
+    probe = walk(PROBE_ROWS_PER_ITEM * rows, id_).limit(_limit(1)).exists()
+    found = (
+        walk(WALK_ROWS_PER_ITEM * rows, *columns, id_.label("_id"))
+        .where(probe)
         .limit(_limit(rows))
         .cte("walk")
     )
-    walk_filled = select(func.count()).select_from(walk).scalar_subquery() == rows
+    walk_filled = select(func.count()).select_from(found).scalar_subquery() == rows
     # 2. The index: every match after the cursor (MATERIALIZED: found all at once through the
     # GIN index, never by the ordered walk the planner might pick for an ORDER BY ... LIMIT),
     # then the page of them. Runs only when the walk came back short.
     hits = (
         select(id_.label("id"))
-        .where(*where, *_after(id_, page), *matches)
+        .where(*walked_by, *where, *_after(id_, page), *matches)
         .cte("hits")
         .prefix_with("MATERIALIZED")
     )
     first_hits = select(hits.c.id).order_by(_order(hits.c.id, page)).limit(_limit(rows))
-    from_index = select(*columns, id_.label("_id"), meta.label("_meta")).where(
-        id_.in_(first_hits), ~walk_filled
-    )
-    both = union_all(select(walk).where(walk_filled), from_index).subquery("page")
+    from_index = select(*columns, id_.label("_id")).where(id_.in_(first_hits), ~walk_filled)
+    both = union_all(select(found).where(walk_filled), from_index).subquery("page")
     return select(*(both.c[column.name] for column in columns)).order_by(_order(both.c._id, page))
 
 

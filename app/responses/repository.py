@@ -172,12 +172,18 @@ def list_query(
 ) -> Select[Any]:
     """A page of GET /v1/responses (bench/scale_bench.py EXPLAINs this very query)."""
     r = responses.c
+    # The walk goes along (project_id, status, id) or (project_id, model, id); the rest is
+    # tested on the rows.
     where: list[ColumnElement[bool]] = [r.deleted_at.is_(None)]
-    if model is not None:
-        where.append(r.model == model)
+    along = None
     if status is not None:
-        where.append(r.status == status)
-    return filtered_page(responses, VISIBLE, project_id, where, metadata, page, dialect)
+        along = r.status == status
+    if model is not None:
+        if along is None:
+            along = r.model == model
+        else:
+            where.append(r.model == model)
+    return filtered_page(responses, VISIBLE, project_id, along, where, metadata, page, dialect)
 
 
 def _owned_turn() -> Any:
