@@ -61,13 +61,26 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **json_codec)
         _tune_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=False,  # asyncpg reports a dead connection on use; pre-ping costs a trip
         **json_codec,
     )
+    _tune_postgres(engine)
+    return engine
+
+
+def _tune_postgres(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # No JIT: it compiles a plan whose estimated cost passes jit_above_cost, which on
+        # tables of millions of rows our short statements' estimates do (a list page's never-run
+        # fallback counts), and the compiling took 70-80 ms of a 10 ms query (bench/README.md
+        # §9). A SET, not a startup parameter, which PgBouncer would refuse; on the driver's
+        # own connection, outside the transaction SQLAlchemy begins, whose rollback undoes it.
+        dbapi_conn.run_async(lambda conn: conn.execute("SET jit = off"))
 
 
 def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

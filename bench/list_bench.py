@@ -17,8 +17,9 @@ Scenarios, in order (each one GET, repeated; pages of --limit):
 Every scenario's first page is checked before it is loaded (filters honoured, ids in order,
 first_id/last_id/has_more right): a fast wrong answer must not look like a fast right one.
 
-Then EXPLAIN (ANALYZE, BUFFERS) of the SQL each scenario should amount to, written by hand after
-app/chat/repository.py and app/responses/repository.py. Each query runs once before its EXPLAIN
+Then EXPLAIN (ANALYZE, BUFFERS) of the SQL each scenario amounts to, built by the repositories'
+own list_query (app/chat/repository.py, app/responses/repository.py), its values written in.
+Each query runs once before its EXPLAIN
 (its time is shown as `first ms`: a cold cache if nothing ran before), so the plan shows a warm
 cache, like the load's.
 """
@@ -29,7 +30,7 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import aiohttp
@@ -37,6 +38,12 @@ import asyncpg
 import orjson
 from loadgen import Call, Result, SetupError, run, run_scenarios, table, uvloop_in_use
 from responses_bench import select
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+from app.chat import repository as chat_repository
+from app.kit.listing import PageQuery
+from app.responses import repository as responses_repository
+from app.responses.domain import ResponseStatus
 
 PROJECT_ID = "proj_default"  # the project seed_metadata.py writes, and Tether's without auth
 # The target the README promises for every scenario here; printed next to the measured p50.
@@ -48,12 +55,6 @@ SCENARIOS = [
     "responses filtered",
     "responses deep page",
 ]
-
-# The Response object's columns: everything but app/responses/repository.py's HIDDEN ones.
-RESPONSE_COLUMNS = (
-    "id, project_id, status, model, background, created_at, completed_at, previous_response_id,"
-    " instructions, params, output, usage, error, incomplete_details, metadata"
-)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -306,48 +307,79 @@ class Plan:
         return sum(int(n) for n in re.findall(r"Rows Removed by Filter: (\d+)", self.text))
 
 
-def literal(value: str) -> str:
-    """A SQL string literal (standard_conforming_strings is on by default since 9.1)."""
-    return "'" + value.replace("'", "''") + "'"
+@dataclasses.dataclass(slots=True)
+class Sql:
+    """A statement as Tether sends it: text with $n parameters, and their values."""
+
+    text: str
+    params: list[Any]
+
+    def driver_params(self) -> list[Any]:
+        # asyncpg's json and jsonb codecs take text.
+        return [orjson.dumps(p).decode() if isinstance(p, dict | list) else p for p in self.params]
 
 
-def explain_queries(args: argparse.Namespace, deep: dict[str, str]) -> dict[str, str]:
-    """The SQL each scenario's page should come down to; limit + 1 rows, as app/kit/listing.py
-    fetches to tell has_more."""
-    project = literal(PROJECT_ID)
-    chat_meta = literal(orjson.dumps({"job": args.job, "env": args.env}).decode())
-    resp_meta = literal(orjson.dumps({"job": args.job}).decode())
-    limit = args.limit + 1
-    chat = f"SELECT completion, metadata FROM chat_completions WHERE project_id = {project}"
-    responses = (
-        f"SELECT {RESPONSE_COLUMNS} FROM responses"
-        f" WHERE project_id = {project} AND deleted_at IS NULL"
+def compiled(statement: Any, values: dict[str, Any] | None = None) -> Sql:
+    found = statement.compile(
+        dialect=asyncpg_dialect(), compile_kwargs={"render_postcompile": True}
     )
+    params = {**found.params, **(values or {})}
+    return Sql(found.string, [params[name] for name in found.positiontup])
+
+
+def sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return "'" + text.replace("'", "''") + "'"
+
+
+def explain_queries(args: argparse.Namespace, deep: dict[str, str]) -> dict[str, Sql]:
+    """The SQL of each scenario's page, built by the repositories' own list queries (so it is
+    what Tether sends): limit + 1 rows, as app/kit/listing.py fetches to tell has_more."""
+    chat_meta = {"job": args.job, "env": args.env}
+
+    def page(order: Literal["asc", "desc"], after: str | None = None) -> PageQuery:
+        return PageQuery(limit=args.limit, order=order, after=after)
+
+    def chat(query: PageQuery, model: str | None = None, meta: dict[str, str] | None = None) -> Sql:
+        return compiled(
+            chat_repository.list_query(
+                PROJECT_ID, query, model=model, metadata=meta or {}, dialect="postgresql"
+            )
+        )
+
+    def responses(query: PageQuery, meta: dict[str, str], status: str | None = None) -> Sql:
+        return compiled(
+            responses_repository.list_query(
+                PROJECT_ID,
+                query,
+                model=None,
+                status=ResponseStatus(status) if status else None,
+                metadata=meta,
+                dialect="postgresql",
+            )
+        )
+
     return {
-        "chat filtered": f"{chat} AND metadata @> {chat_meta} ORDER BY id ASC LIMIT {limit}",
-        "chat filtered + model": (
-            f"{chat} AND model = {literal(args.model)} AND metadata @> {chat_meta}"
-            f" ORDER BY id ASC LIMIT {limit}"
-        ),
-        "chat deep page": (
-            f"{chat} AND id > {literal(deep['chat_completions'])} ORDER BY id ASC LIMIT {limit}"
-        ),
-        "responses filtered": (
-            f"{responses} AND metadata @> {resp_meta} AND status = {literal(args.status)}"
-            f" ORDER BY id DESC LIMIT {limit}"
-        ),
-        "responses deep page": (
-            f"{responses} AND id < {literal(deep['responses'])} ORDER BY id DESC LIMIT {limit}"
-        ),
+        "chat filtered": chat(page("asc"), meta=chat_meta),
+        "chat filtered + model": chat(page("asc"), model=args.model, meta=chat_meta),
+        "chat deep page": chat(page("asc", deep["chat_completions"])),
+        "responses filtered": responses(page("desc"), {"job": args.job}, args.status),
+        "responses deep page": responses(page("desc", deep["responses"]), {}),
     }
 
 
-async def explain(db: asyncpg.Connection, name: str, sql: str) -> Plan:
+async def explain(db: asyncpg.Connection, name: str, sql: Sql) -> Plan:
     started = time.perf_counter()
-    await db.fetch(sql)
+    await db.fetch(sql.text, *sql.driver_params())
     first_ms = (time.perf_counter() - started) * 1000
-    rows = await db.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
-    return Plan(name, sql, "\n".join(r[0] for r in rows), first_ms)
+    rows = await db.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql.text}", *sql.driver_params())
+    return Plan(name, sql.text, "\n".join(r[0] for r in rows), first_ms)
 
 
 def print_plans(plans: list[Plan]) -> None:

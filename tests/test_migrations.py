@@ -27,7 +27,7 @@ def test_upgrade_downgrade_upgrade(backend: str, tmp_path: object) -> None:
         assert _tables(url, backend) >= TABLES
         if backend == "postgres":
             indexes = query(url, "SELECT indexname FROM pg_indexes WHERE tablename = 'responses'")
-            assert ("ix_responses_metadata_gin",) in indexes
+            assert ("ix_responses_project_id_metadata_gin",) in indexes
 
 
 @pytest.mark.parametrize("backend", ["postgres", "sqlite"])

@@ -2,13 +2,23 @@
 
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Select, Table, delete, func, insert, or_, select, update
 
 from app.kit.driver import Db, dialect_name
-from app.kit.listing import PageQuery, export_page_query, metadata_matches, paged
+from app.kit.listing import PageQuery, export_page_query, filtered_page
 from app.models import ChatCompletionRow
 
 completions = cast(Table, ChatCompletionRow.__table__)
+
+
+def list_query(
+    project_id: str, page: PageQuery, *, model: str | None, metadata: dict[str, str], dialect: str
+) -> Select[Any]:
+    """A page of GET /v1/chat/completions (bench/scale_bench.py EXPLAINs this very query)."""
+    c = completions.c
+    along = None if model is None else c.model == model  # (project_id, model, id)
+    columns = [c.completion, c.metadata]
+    return filtered_page(completions, columns, project_id, along, [], metadata, page, dialect)
 
 
 class ChatCompletionsRepository:
@@ -39,12 +49,10 @@ class ChatCompletionsRepository:
     async def list_page(
         self, project_id: str, page: PageQuery, *, model: str | None, metadata: dict[str, str]
     ) -> list[dict[str, Any]]:
-        c = completions.c
-        query = select(c.completion, c.metadata).where(c.project_id == project_id)
-        if model is not None:
-            query = query.where(c.model == model)
-        query = query.where(*metadata_matches(c.metadata, metadata, dialect_name(self.db)))
-        result = await self.db.execute(paged(query, c.id, page))
+        query = list_query(
+            project_id, page, model=model, metadata=metadata, dialect=dialect_name(self.db)
+        )
+        result = await self.db.execute(query)
         return [dict(row) for row in result.mappings()]
 
     async def set_metadata(
@@ -67,12 +75,24 @@ class ChatCompletionsRepository:
 
     # Retention and export (app/ops/): across projects, or for one whole project.
 
-    async def purge_older(self, cutoff: int, limit: int) -> int:
-        """Remove up to `limit` stored completions created before `cutoff`."""
+    async def purge_older(
+        self, cutoff: int, below: tuple[int, str] | None, limit: int
+    ) -> tuple[int, tuple[int, str] | None]:
+        """Remove up to `limit` stored completions created before `cutoff`, newest first from
+        the keyset position `below` (created, id) down: how many, and the position reached.
+        A keyset, not a rescan from the cutoff: the rows earlier batches removed stay dead
+        until VACUUM, and a rescan read them all again on every batch."""
         c = completions.c
-        ids = select(c.id).where(c.created < cutoff).limit(limit)
-        result = await self.db.execute(delete(completions).where(c.id.in_(ids)))
-        return int(getattr(result, "rowcount", 0))
+        ids = select(c.id).where(c.created < cutoff)
+        if below is not None:
+            created, last = below
+            ids = ids.where(c.created <= created, or_(c.created < created, c.id < last))
+        ids = ids.order_by(c.created.desc(), c.id.desc()).limit(limit)
+        found = await self.db.execute(
+            delete(completions).where(c.id.in_(ids)).returning(c.created, c.id)
+        )
+        removed = [(int(row.created), str(row.id)) for row in found]
+        return len(removed), min(removed, default=None)
 
     async def count_older(self, cutoff: int) -> int:
         c = completions.c

@@ -28,4 +28,4 @@ class ChatCompletionRow(Base):
         Index("ix_chat_completions_project_id_model_id", "project_id", "model", "id"),
         Index("ix_chat_completions_created", "created"),  # retention, by age
     )
-    # The GIN index on metadata exists on PostgreSQL only; the migration creates it.
+    # The GIN index on (project_id, metadata) exists on PostgreSQL only; migration 0011 makes it.

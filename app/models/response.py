@@ -92,4 +92,4 @@ class ResponseRow(Base):
             sqlite_where=text("status IN ('queued', 'in_progress')"),
         ),
     )
-    # The GIN index on metadata exists on PostgreSQL only; the migration creates it.
+    # The GIN index on (project_id, metadata) exists on PostgreSQL only; migration 0011 makes it.

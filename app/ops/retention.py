@@ -15,9 +15,14 @@ The rule, and the order it is applied in:
   settle (their own retry window ends them).
 
 Every batch (BATCH rows) is a transaction of its own, so a purge never holds a lock for long
-and the API keeps writing meanwhile. Each statement is atomic, so two purges at once are only
-wasted work; still, with REDIS_URL only one worker purges per RETENTION_INTERVAL (a Redis
-SET NX EX), not every worker.
+and the API keeps writing meanwhile. Batches walk the rows past the cutoff newest first by a
+keyset on (created_at, id): each row is read once, whatever the purge's size (a scan from the
+cutoff read every row earlier batches had removed again, as they stay dead until VACUUM, so
+that purging 1M rows took quadratic time), and a thread's later turns come before its
+earlier ones. Each statement is atomic, so two purges at once are only wasted work; still,
+with REDIS_URL only one worker purges per RETENTION_INTERVAL (a Redis SET NX EX), not every
+worker. What a purge removes leaves dead rows that autovacuum makes reusable; the space of the
+files is not given back (bench/README.md §9 says why time partitions were not worth it).
 """
 
 import asyncio
@@ -64,22 +69,24 @@ async def purge(engine: AsyncEngine, days: float, batch: int = BATCH) -> Purged:
     started = time.monotonic()
     before = cutoff(days)
     done = Purged()
+    position: tuple[int, str] | None = None
     while True:
         async with engine.begin() as conn:
-            parents = await HousekeepingRepository(conn).purge_expired_leaves(before, batch)
-        if not parents:
-            break
-        done.responses += len(parents)
-        done.responses += await _purge_tombstones_above(engine, parents)
-    while True:
-        async with engine.begin() as conn:
-            tombstoned = await HousekeepingRepository(conn).tombstone_expired(before, batch)
+            repo = HousekeepingRepository(conn)
+            page = await repo.expired_page(before, position, batch)
+            if not page:
+                break
+            removed, tombstoned, parents = await repo.purge_expired([i for _, i in page])
+        done.responses += removed + await _purge_tombstones_above(engine, parents)
         done.tombstoned += tombstoned
-        if tombstoned < batch:
+        if len(page) < batch:
             break
+        position = page[-1]
+    position = None
     while True:
         async with engine.begin() as conn:
-            removed = await ChatCompletionsRepository(conn).purge_older(before, batch)
+            chat = ChatCompletionsRepository(conn)
+            removed, position = await chat.purge_older(before, position, batch)
         done.chat_completions += removed
         if removed < batch:
             break

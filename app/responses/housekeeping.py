@@ -7,7 +7,7 @@ app/responses/repository.py is their one writer (requeue included).
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from app.kit.driver import Db, dialect_name
@@ -60,68 +60,96 @@ class HousekeepingRepository:
     def __init__(self, db: Db) -> None:
         self.db = db
 
-    async def purge_expired_leaves(self, cutoff: int, limit: int) -> list[str | None]:
-        """Remove up to `limit` responses past retention that nothing chains from (their events
-        and item index go with them: ON DELETE CASCADE). Returns the removed rows' parents.
+    async def expired_page(
+        self, cutoff: int, below: tuple[int, str] | None, limit: int
+    ) -> list[tuple[int, str]]:
+        """Up to `limit` responses past the cutoff, newest first, from the keyset position
+        `below` (created_at, id) down: (created_at, id) of each.
 
-        A turn committed meanwhile on one of them (the FK says RESTRICT) fails the batch; then
-        they are removed one by one, and the one that gained a child stays.
+        Newest first, so that a thread's later turns come before its earlier ones: by the
+        time a turn is reached, every turn that chains from it was dealt with. A keyset, not a
+        rescan from the cutoff: what earlier batches removed is behind it, never read again.
         """
-        cand = responses.alias("cand")
-        ids = (
-            select(cand.c.id)
-            .where(_expired(cand, cutoff), ~_has_children(cand))
-            .order_by(cand.c.created_at)
-            .limit(limit)
+        query = select(_r.created_at, _r.id).where(_r.created_at < cutoff)
+        if below is not None:
+            created, last = below
+            query = query.where(
+                _r.created_at <= created, or_(_r.created_at < created, _r.id < last)
+            )
+        found = await self.db.execute(
+            query.order_by(_r.created_at.desc(), _r.id.desc()).limit(limit)
         )
-        try:
-            async with self.db.begin_nested():
-                result = await self.db.execute(
-                    delete(responses).where(_r.id.in_(ids)).returning(_r.previous_response_id)
-                )
-                return [row.previous_response_id for row in result]
-        except IntegrityError:
-            pass
+        return [(int(row.created_at), str(row.id)) for row in found]
+
+    async def purge_expired(self, ids: list[str]) -> tuple[int, int, list[str | None]]:
+        """Apply the retention rule to these responses, all past the cutoff and newer ones
+        already dealt with: remove those that nothing chains from (their events and item index
+        go with them: ON DELETE CASCADE), tombstone those a kept turn still chains through,
+        keep those still running. Returns (removed, tombstoned, parents of the removed).
+
+        A turn committed meanwhile on one of them (the FK says RESTRICT) fails the removal;
+        then they are removed one by one, and the one that gained a child stays.
+        """
+        removed: list[str] = []
         parents: list[str | None] = []
-        for (response_id,) in (await self.db.execute(ids)).all():
-            parents += await self._remove_childless(_r.id == response_id)
-        return parents
+        pending = set(ids)
+        while pending:
+            # Within the batch, a removed turn may leave its parent childless: again, until
+            # a round removes nothing (one or two rounds: threads are seldom long in a batch).
+            batch = sorted(pending)
+            over = _r.status.not_in(sorted(IN_FLIGHT))
+            rows = await self._remove_childless(_r.id.in_(batch), over)
+            if rows is None:
+                rows = []
+                for response_id in batch:
+                    rows += await self._remove_childless(_r.id == response_id, over) or []
+            if not rows:
+                break
+            removed += [row.id for row in rows]
+            parents += [row.previous_response_id for row in rows]
+            pending -= {row.id for row in rows}
+            if not pending & {row.previous_response_id for row in rows}:
+                break
+        tombstoned = 0
+        if pending:
+            found = await self.db.execute(
+                update(responses)
+                .where(
+                    _r.id.in_(sorted(pending)),
+                    _r.deleted_at.is_(None),
+                    _r.status.not_in(sorted(IN_FLIGHT)),
+                    _has_children(responses),
+                )
+                .values(deleted_at=now_seconds())
+            )
+            tombstoned = int(getattr(found, "rowcount", 0))
+        in_batch = set(ids)  # their parents in the batch were dealt with here
+        return len(removed), tombstoned, [p for p in parents if p not in in_batch]
 
     async def purge_childless_tombstones(self, ids: list[str]) -> list[str | None]:
         """Remove those of these responses that are tombstones with nothing hanging from them
         any more (their last child was just removed). Returns the removed rows' parents."""
-        parents: list[str | None] = []
-        for response_id in ids:
-            parents += await self._remove_childless(
-                _r.id == response_id, _r.deleted_at.is_not(None)
-            )
-        return parents
+        tombstone = _r.deleted_at.is_not(None)
+        rows = await self._remove_childless(_r.id.in_(ids), tombstone)
+        if rows is None:  # one of them gained a child meanwhile: one by one, it stays
+            rows = []
+            for response_id in ids:
+                rows += await self._remove_childless(_r.id == response_id, tombstone) or []
+        return [row.previous_response_id for row in rows]
 
-    async def _remove_childless(self, *where: ColumnElement[bool]) -> list[str | None]:
+    async def _remove_childless(self, *where: ColumnElement[bool]) -> list[Any] | None:
+        """Remove the rows matching `where` that nothing chains from: their (id, parent); None
+        if a child was committed on one of them in between (the FK refused the delete)."""
         stmt = (
             delete(responses)
             .where(*where, ~_has_children(responses))
-            .returning(_r.previous_response_id)
+            .returning(_r.id, _r.previous_response_id)
         )
         try:
             async with self.db.begin_nested():
-                return [row.previous_response_id for row in await self.db.execute(stmt)]
-        except IntegrityError:  # a child committed in between: it stays
-            return []
-
-    async def tombstone_expired(self, cutoff: int, limit: int) -> int:
-        """Up to `limit` responses past retention that later turns still chain through become
-        tombstones, exactly as a delete makes them: gone for the API, context for the rest."""
-        cand = responses.alias("cand")
-        ids = (
-            select(cand.c.id)
-            .where(_expired(cand, cutoff), cand.c.deleted_at.is_(None), _has_children(cand))
-            .limit(limit)
-        )
-        result = await self.db.execute(
-            update(responses).where(_r.id.in_(ids)).values(deleted_at=now_seconds())
-        )
-        return int(getattr(result, "rowcount", 0))
+                return list((await self.db.execute(stmt)).all())
+        except IntegrityError:
+            return None
 
     async def count_expired(self, cutoff: int) -> Expired:
         """What purging at `cutoff` would do, without doing it: every response past retention

@@ -31,12 +31,12 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as cast_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from app.items.repository import index_from, index_items, item_ids
 from app.kit.driver import Db, DriverStatement, dialect_name, violated
 from app.kit.ids import now_seconds
-from app.kit.listing import PageQuery, metadata_matches, paged
+from app.kit.listing import PageQuery, filtered_page
 from app.models import ResponseRow
 from app.responses.domain import (
     FINAL_COLUMNS,
@@ -163,6 +163,37 @@ def _chain_query() -> Select[Any]:
 
 
 CHAIN = DriverStatement(_chain_query())  # messages arrive as JSON text on every dialect
+
+
+def list_query(
+    project_id: str,
+    page: PageQuery,
+    *,
+    model: str | None,
+    status: ResponseStatus | None,
+    metadata: dict[str, str],
+    dialect: str,
+    since: int | None = None,
+    until: int | None = None,
+) -> Select[Any]:
+    """A page of GET /v1/responses (bench/scale_bench.py EXPLAINs this very query)."""
+    r = responses.c
+    # The walk goes along (project_id, status, id) or (project_id, model, id); the rest is
+    # tested on the rows.
+    where: list[ColumnElement[bool]] = [r.deleted_at.is_(None)]
+    if since is not None:
+        where.append(r.created_at >= since)
+    if until is not None:
+        where.append(r.created_at < until)
+    along = None
+    if status is not None:
+        along = r.status == status
+    if model is not None:
+        if along is None:
+            along = r.model == model
+        else:
+            where.append(r.model == model)
+    return filtered_page(responses, VISIBLE, project_id, along, where, metadata, page, dialect)
 
 
 def _owned_turn() -> Any:
@@ -390,18 +421,17 @@ class ResponsesRepository:
     ) -> list[StoredResponse]:
         """A page of the project's responses; `since` and `until` (the dashboard's date range)
         bound created_at, inclusive and exclusive."""
-        r = responses.c
-        query = select(*VISIBLE).where(r.project_id == project_id, r.deleted_at.is_(None))
-        if model is not None:
-            query = query.where(r.model == model)
-        if status is not None:
-            query = query.where(r.status == status)
-        if since is not None:
-            query = query.where(r.created_at >= since)
-        if until is not None:
-            query = query.where(r.created_at < until)
-        query = query.where(*metadata_matches(r.metadata, metadata, dialect_name(self.db)))
-        result = await self.db.execute(paged(query, r.id, page))
+        query = list_query(
+            project_id,
+            page,
+            model=model,
+            status=status,
+            metadata=metadata,
+            dialect=dialect_name(self.db),
+            since=since,
+            until=until,
+        )
+        result = await self.db.execute(query)
         return [cast(StoredResponse, dict(row)) for row in result.mappings()]
 
     async def get_by_idempotency_key(self, project_id: str, key: str) -> dict[str, Any] | None:

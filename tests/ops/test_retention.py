@@ -2,6 +2,7 @@
 purged by the rule, by the embedded supervisor, and claimed once per interval across workers."""
 
 import asyncio
+import time
 import uuid
 
 import openai
@@ -156,6 +157,83 @@ class TestRule:
         backdate(url, [done.id])
         assert purge(own_settings) == Purged()
         assert response_ids(url) == {done.id}
+
+
+class TestBatches:
+    """Purges of more rows than a batch: every row is read once (a keyset over (created_at,
+    id), newest first), threads inside a batch and across batches go whole, a thread that
+    reaches a kept turn keeps its old turns as tombstones, and rows that share a second all go."""
+
+    def layout(self, url: str, old: int) -> dict[str, list[str]]:
+        """Threads written straight to the tables, `old` seconds ago unless said otherwise."""
+        now = int(time.time())
+        made: dict[str, list[str]] = {}
+
+        def add(name: str, created: int, parent: str | None, status: str = "completed") -> str:
+            response_id = f"resp_{name}_{uuid.uuid4().hex[:8]}"
+            execute(
+                url,
+                "INSERT INTO responses (id, project_id, status, model, background, created_at,"
+                " previous_response_id, input, messages, params, output, metadata, attempts)"
+                " VALUES (:id, 'p', :status, 'm', false, :created, :parent, '[]', '[]', '{}',"
+                " '[]', '{}', 0)",
+                id=response_id,
+                status=status,
+                created=created,
+                parent=parent,
+            )
+            execute(
+                url,
+                "INSERT INTO response_items (project_id, item_id, response_id)"
+                " VALUES ('p', :item, :id)",
+                item=f"msg_{response_id}",
+                id=response_id,
+            )
+            made.setdefault(name, []).append(response_id)
+            return response_id
+
+        parent = None
+        for turn in range(7):  # an old thread longer than a batch: goes whole
+            parent = add("gone", now - old - 100 + turn, parent)
+        parent = None
+        for turn in range(5):  # old turns under a kept one: tombstones
+            parent = add("kept", now - old - 50 + turn, parent)
+        add("kept", now, parent)
+        for _ in range(5):  # leaves that share their second
+            add("tie", now - old - 10, None)
+        running = add("run", now - old - 5, None)
+        add("run", now - old - 4, running, status="in_progress")  # kept, and so its parent
+        for n in range(5):
+            execute(
+                url,
+                "INSERT INTO chat_completions (id, project_id, model, created, metadata,"
+                " messages, request, completion) VALUES (:id, 'p', 'm', :created, '{}', '[]',"
+                " '{}', '{}')",
+                id=f"chatcmpl-{n}-{uuid.uuid4().hex[:8]}",
+                created=now - old - (n // 3),  # ties across a batch's end too
+            )
+        return made
+
+    @pytest.mark.parametrize("batch", [2, 3, 500])
+    def test_every_batch_size_leaves_the_same(self, own_database_url: str, batch: int) -> None:
+        url = own_database_url
+        made = self.layout(url, old=40 * DAY)
+
+        async def work() -> Purged:
+            engine = create_engine(Settings(database_url=url))
+            try:
+                return await retention.purge(engine, 30, batch=batch)
+            finally:
+                await engine.dispose()
+
+        assert asyncio.run(work()) == Purged(responses=12, tombstoned=6, chat_completions=5)
+        kept = {*made["kept"], *made["run"]}
+        assert response_ids(url) == kept
+        tombstones = query(url, "SELECT id FROM responses WHERE deleted_at IS NOT NULL")
+        assert {row[0] for row in tombstones} == {*made["kept"][:5], made["run"][0]}
+        items = {row[0] for row in query(url, "SELECT response_id FROM response_items")}
+        assert items == kept
+        assert query(url, "SELECT count(*) FROM chat_completions") == [(0,)]
 
 
 class TestSchedule:
