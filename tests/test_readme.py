@@ -78,7 +78,9 @@ def test_every_code_block_runs_as_written(readme_server: ServerThread) -> None:
             env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
             capture_output=True,
             text=True,
-            timeout=60,
+            # A block runs `tether` several times, a second or more of imports each, and the
+            # suite's other processes share the cores (make test's -n).
+            timeout=180,
         )
         assert result.returncode == 0, f"{where}\n{result.stdout}\n{result.stderr}"
         assert not re.search(r'"error":\s*\{', result.stdout), f"{where}\n{result.stdout}"

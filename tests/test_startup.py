@@ -141,7 +141,7 @@ class TestServe:
         with serving([], tmp_path) as process:
             wait_until(
                 lambda: answers(f"http://127.0.0.1:{port}/v1/models") or process.poll() is not None,
-                timeout=30,
+                timeout=60,
                 what="tether serve",
             )
             assert process.poll() is None
@@ -159,7 +159,8 @@ class TestServe:
             serving([*args, "--port", str(port)], tmp_path, DATABASE_URL=db, **settings) as process,
             httpx.Client(base_url=f"http://127.0.0.1:{port}") as client,
         ):
-            wait_until(lambda: answers(f"http://127.0.0.1:{port}/v1/models"), timeout=30)
+            # Two serving processes import the app side by side with the suite's others.
+            wait_until(lambda: answers(f"http://127.0.0.1:{port}/v1/models"), timeout=60)
             children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
             # uvicorn's supervisor: two serving processes (and multiprocessing's tracker).
             assert len(children.split()) >= 2
