@@ -34,6 +34,9 @@ RUN_NEXT_TASK = "tether.run_next"
 # is whatever arrived while the previous one was being sent.
 DRAIN_MAX = 500
 PUBLISH_BATCH = 32
+# How many ids a message carries, in its headers: the sweeper counts the jobs a queue holds
+# without decoding every message's body (app/background/backlog.py).
+IDS_HEADER = "tether_ids"
 
 
 class Enqueuer(Protocol):
@@ -105,7 +108,7 @@ class CeleryEnqueuer:
             for start in range(0, len(ids), PUBLISH_BATCH):
                 chunk = ids[start : start + PUBLISH_BATCH]
                 try:
-                    self.client.send_task(task, args=[chunk])
+                    self.client.send_task(task, args=[chunk], headers={IDS_HEADER: len(chunk)})
                 except Exception:  # the rows stay queued; the sweeper hands them again
                     log.exception("could not enqueue %s", ", ".join(chunk))
 

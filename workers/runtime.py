@@ -19,6 +19,7 @@ from typing import Any
 import uvloop
 from redis.asyncio import Redis
 
+from app.background.backlog import waiting_jobs
 from app.background.runtime import JobRuntime
 from app.config import get_settings
 from app.db import create_engine
@@ -74,17 +75,20 @@ class WorkerRuntime:
             # Alive, for /readyz and `tether status`: beats as often as leases are renewed.
             every = settings.job_lease_seconds / 3
             self.heartbeat = Heartbeat(
-                self.redis, settings.celery_queue, every, lambda: len(self.jobs.running)
+                self.redis,
+                settings.celery_queue,
+                every,
+                in_flight=lambda: len(self.jobs.running),
+                held=lambda: self.jobs.held,
             )
             self.heartbeat.start()
         self.jobs.start()  # after the Redis client: its first sweep asks the backlog
 
     async def _backlog(self) -> int:
-        """The broker's own count of the tasks waiting in this worker's queue (kombu's Redis
-        transport keeps a queue's messages in a list named after it)."""
+        """The jobs waiting for a worker of this queue (app/background/backlog.py)."""
         if self.redis is None:
             raise RuntimeError("not started")
-        return int(await self.redis.llen(self.jobs.settings.celery_queue))
+        return await waiting_jobs(self.redis, self.jobs.settings.celery_queue)
 
     def call(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

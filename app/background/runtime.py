@@ -75,6 +75,8 @@ class JobRuntime:
         self.local: dict[str, asyncio.Task[None]] = {}  # embedded mode: started here
         self.fair = LocalFairQueue()  # embedded mode: new jobs' turns (app/kit/fair.py)
         self.capacity = asyncio.Semaphore(settings.worker_concurrency)
+        # Jobs handed to this process that wait for a slot (a message may carry many).
+        self.held = 0
         self.supervisor: asyncio.Task[None] | None = None
         self.keyring = Keyring(engine, settings.encryption_keys)  # a job's encrypted reasoning
         self.retention = RetentionSchedule(engine, settings)
@@ -161,12 +163,19 @@ class JobRuntime:
                 log.error("response %s: job failed", ticket.running or ticket.own, exc_info=result)
 
     async def _bounded(self, ticket: Ticket, fair: FairQueue | None) -> None:
-        async with self.capacity:
+        self.held += 1
+        try:
+            await self.capacity.acquire()
+        finally:
+            self.held -= 1
+        try:
             if fair is None:
                 ticket.running = ticket.own
                 await self.run(ticket.own)
             else:
                 await run_fairly(ticket, self.run, fair)
+        finally:
+            self.capacity.release()
 
     def abandon(self, response_id: str) -> None:
         """Stop running a job without writing anything: its lease runs out and the sweeper

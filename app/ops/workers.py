@@ -29,6 +29,9 @@ class WorkerBeat(TypedDict):
     queue: str
     started_at: float  # unix seconds
     in_flight: int  # jobs running in the process at its last beat
+    # Jobs it has taken from the queue and not yet started (waiting for a free slot): still
+    # queued in the database, no longer in the broker's list (app/background/backlog.py).
+    held: int
 
 
 def heartbeat_key(hostname: str, pid: int) -> str:
@@ -65,17 +68,24 @@ class Heartbeat:
     """A worker process's heartbeat: a task on its event loop, started and stopped with it."""
 
     def __init__(
-        self, redis: Redis, queue: str, every: float, in_flight: Callable[[], int]
+        self,
+        redis: Redis,
+        queue: str,
+        every: float,
+        in_flight: Callable[[], int],
+        held: Callable[[], int] = lambda: 0,
     ) -> None:
         self.redis = redis
         self.every = every
         self.in_flight = in_flight
+        self.held = held
         self.beat = WorkerBeat(
             pid=os.getpid(),
             hostname=socket.gethostname(),
             queue=queue,
             started_at=time.time(),
             in_flight=0,
+            held=0,
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -86,6 +96,7 @@ class Heartbeat:
         failing = False
         while True:
             self.beat["in_flight"] = self.in_flight()
+            self.beat["held"] = self.held()
             try:
                 async with asyncio.timeout(self.every):
                     await publish(self.redis, self.beat, ttl=3 * self.every)

@@ -2,10 +2,23 @@
 and a worker running such a message, duplicates and strangers included."""
 
 import asyncio
+import os
+import time
 from collections.abc import Callable
 
+import orjson
+from redis.asyncio import Redis
+
+from app.background.backlog import waiting_jobs
 from app.config import Settings
-from app.jobs import PUBLISH_BATCH, RUN_RESPONSES_TASK, CeleryEnqueuer, celery_client
+from app.jobs import (
+    PUBLISH_BATCH,
+    RUN_RESPONSE_TASK,
+    RUN_RESPONSES_TASK,
+    CeleryEnqueuer,
+    celery_client,
+)
+from app.ops.workers import WorkerBeat, heartbeat_key
 from tests.background.harness import Worker, queued_tasks
 from tests.conftest import sdk
 from tests.fakes.upstream import FakeUpstream
@@ -28,6 +41,37 @@ def test_ids_handed_over_together_go_out_as_few_messages(
     assert [i for batch in batches for i in batch] == ids  # each id once, in order
     assert all(1 <= len(batch) <= PUBLISH_BATCH for batch in batches)
     assert len(batches) < len(ids) / 4
+
+
+def test_the_sweeper_counts_jobs_not_messages(private_queue: Callable[[], Settings]) -> None:
+    """What the sweeper weighs queued rows against: every id of every message, one for a
+    message of an earlier version, and what live workers hold. Counting messages, it took a
+    batch of 32 for one lost job and handed the other 31 again, each sweep."""
+    settings = private_queue()
+    queue = settings.celery_queue
+    enqueuer = CeleryEnqueuer(celery_client(settings))
+    try:
+        asyncio.run(enqueuer.enqueue([f"resp_count{n:03d}" for n in range(PUBLISH_BATCH + 3)]))
+    finally:
+        enqueuer.close()
+    celery_client(settings).send_task(RUN_RESPONSE_TASK, args=["resp_legacy"])
+
+    async def count() -> int:
+        redis = Redis.from_url(str(settings.redis_url))
+        beat = WorkerBeat(
+            pid=os.getpid(), hostname="counted", queue=queue, started_at=time.time(),
+            in_flight=3, held=5,
+        )  # fmt: skip
+        key = heartbeat_key(beat["hostname"], beat["pid"])
+        try:
+            await redis.set(key, orjson.dumps(beat), px=30_000)
+            return await waiting_jobs(redis, queue)
+        finally:
+            await redis.delete(key)
+            await redis.aclose()
+
+    assert len(queued_tasks(queue)) == 3  # 32 + 3 ids, then the legacy one
+    assert asyncio.run(count()) == PUBLISH_BATCH + 3 + 1 + 5
 
 
 def test_a_worker_runs_every_job_of_a_message_once(

@@ -41,6 +41,7 @@ def test_jobs_page_lists_the_live_workers_and_a_job_none_takes(
             queue=queue,
             started_at=time.time(),
             in_flight=7,
+            held=0,
         )
         key = heartbeat_key(beat["hostname"], beat["pid"])
         broker.set(key, orjson.dumps(beat), px=30_000)

@@ -97,6 +97,7 @@ def beat(queue: str) -> WorkerBeat:
         queue=queue,
         started_at=time.time(),
         in_flight=0,
+        held=0,
     )
 
 
