@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         for fault in itertools.cycle(chosen):
             if time.monotonic() >= end:
                 break
-            traffic.burst(fault.burst)
+            traffic.burst(fault.burst, fault.burst_model)
             _, ended = inject(stack, fault, ledger)
             took = recover(stack, ledger, client, ended)
             line = f"{ended - began:7.0f}s  {fault.name:18} held {fault.hold:.1f}s"

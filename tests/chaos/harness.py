@@ -7,6 +7,7 @@ Nothing here touches the machine's shared PostgreSQL or Redis.
 """
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ import redis
 
 from app import migrate
 from app.config import Settings
+from app.ops.workers import PREFIX as HEARTBEAT_PREFIX
 from tests.background.harness import Worker, settings_env
 from tests.chaos.proxy import FaultProxy, ProxyMode
 from tests.fakes.upstream import FakeUpstream
@@ -303,9 +305,22 @@ class WorkerPool:
         worker.kill()
         self._bury(worker)
 
+    def in_flight(self) -> dict[int, int]:
+        """Jobs running in each live worker process (by pid), as its last heartbeat said."""
+        client = redis.Redis.from_url(str(self.settings.redis_url), socket_timeout=2)
+        try:
+            beats = [client.get(key) for key in client.scan_iter(match=f"{HEARTBEAT_PREFIX}*")]
+        finally:
+            client.close()
+        found = [json.loads(beat) for beat in beats if beat is not None]
+        return {beat["pid"]: beat["in_flight"] for beat in found}
+
     def terminate_one(self) -> None:
-        """SIGTERM (docker stop): drains for WORKER_DRAIN_SECONDS, then gives its jobs back."""
-        worker = self.workers[0]
+        """SIGTERM (docker stop) the worker running the most jobs: it drains for
+        WORKER_DRAIN_SECONDS, then gives back what still runs. The busiest, not the oldest:
+        a batched message puts a burst's jobs on one worker, and the other may hold none."""
+        running = self.in_flight()
+        worker = max(self.workers, key=lambda w: running.get(w.process.pid, 0))
         worker.process.send_signal(signal.SIGTERM)
         worker.process.wait(timeout=self.settings.worker_drain_seconds + 40)
         self._bury(worker)
@@ -322,6 +337,10 @@ class WorkerPool:
 MODEL_KNOBS: dict[str, dict[str, Any]] = {
     "fast": {"reply": "one two three four five six seven eight", "chunk_delay": 0.03},
     "slow": {"reply": " ".join(f"w{n}" for n in range(20)), "chunk_delay": 0.1},
+    # A background job created without stream=true asks for one answer, not a stream, so
+    # chunk_delay does not slow it: a delay does. 2.5 s outlasts a worker's heartbeat period
+    # (1 s) and its drain (0.5 s), within UPSTREAM_TIMEOUT (3 s): a fault sees where it runs.
+    "long": {"reply": "a long job", "delay": 2.5},
 }
 
 
@@ -429,7 +448,7 @@ class Fault:
     """A fault: `begin` breaks something, `hold` seconds pass under load, `end` repairs it.
     `api_down`: the API itself is gone meanwhile (clients may not reach it). `burst`: slow
     jobs created just before, for a fault that should find a backlog (in the queue, or
-    running on the worker it takes away)."""
+    running on the worker it takes away), of the model `burst_model`."""
 
     name: str
     begin: Callable[[Stack], None]
@@ -437,6 +456,7 @@ class Fault:
     hold: float = 2.0
     api_down: bool = False
     burst: int = 0
+    burst_model: str = "slow"
 
 
 def _pg_stop(stack: Stack) -> None:
@@ -469,7 +489,14 @@ FAULTS: dict[str, Fault] = {
     fault.name: fault
     for fault in [
         Fault("worker_sigkill", lambda s: s.workers.kill_one(), _heal, hold=1.0, burst=12),
-        Fault("worker_sigterm", lambda s: s.workers.terminate_one(), _heal, hold=0.5, burst=12),
+        Fault(
+            "worker_sigterm",
+            lambda s: s.workers.terminate_one(),
+            _heal,
+            0.5,
+            burst=12,
+            burst_model="long",
+        ),
         Fault("redis_restart", lambda s: s.redis.kill(), lambda s: s.redis.start(), 1.0, burst=24),
         Fault("postgres_restart", _pg_stop, _pg_start, hold=2.0),
         Fault("postgres_kill", lambda s: s.pg.kill(), _pg_start, hold=1.0),
