@@ -47,10 +47,18 @@ STREAMED = {
 }
 METADATA_FILTERED = {("get", "/v1/responses"), ("get", "/v1/chat/completions")}
 # Hypothesis warns when a generated case is too large to print; with warnings as errors that
-# would end the run on a harmless case (a 70 kB input, say).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
-)
+# would end the run on a harmless case (a 70 kB input, say). It also deprecates the `random`
+# module inside strategies, which Schemathesis' own (generation/dictionaries.py) still uses on
+# some paths: with warnings as errors, that ended a CI run as a "Runtime Error" of the fuzzing.
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
+    ),
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module inside strategies"
+        ":hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+]
 NEVER_OK = {("post", "/v1/responses/compact")}  # answers 400, always
 
 

@@ -15,7 +15,13 @@ from app.config import Settings
 from app.ops import metrics
 from tests.conftest import StartServer, sdk
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import ServerThread, poll_status, running_server, streamed_background
+from tests.harness import (
+    ServerThread,
+    poll_status,
+    running_server,
+    streamed_background,
+    wait_until,
+)
 from tests.ops.harness import ADMIN_KEY, scrape, value
 
 RESPONSE = "/v1/responses/{response_id}"
@@ -110,17 +116,24 @@ class TestTraffic:
         model: str,
         fake_upstream: FakeUpstream,
     ) -> None:
-        fake_upstream.script(model, reply="one two three", chunks=3, chunk_delay=0.2)
+        # A job that outlasts the test (30 s), so it is live whenever the follower comes, on
+        # however loaded a machine: a short one could end first, its follower gone at once.
+        words = " ".join(f"w{n}" for n in range(60))
+        fake_upstream.script(model, reply=words, chunks=60, chunk_delay=0.5)
         job = streamed_background(admin_client, model=model, input="x")
-        baseline = value(scrape(admin_server.url), "tether_stream_followers")
-        with admin_client.responses.retrieve(job.id, stream=True) as stream:
-            events = iter(stream)
-            next(events)
-            following = value(scrape(admin_server.url), "tether_stream_followers")
-            for _ in events:
-                pass
-        assert following == baseline + 1
-        assert value(scrape(admin_server.url), "tether_stream_followers") == baseline
+        try:
+            baseline = value(scrape(admin_server.url), "tether_stream_followers")
+            with admin_client.responses.retrieve(job.id, stream=True) as stream:
+                next(iter(stream))
+                following = value(scrape(admin_server.url), "tether_stream_followers")
+            assert following == baseline + 1
+            # The client left: the server's follower stops, and the gauge says so.
+            wait_until(
+                lambda: value(scrape(admin_server.url), "tether_stream_followers") == baseline,
+                what="the follower to be gone",
+            )
+        finally:
+            admin_client.responses.cancel(job.id)
 
 
 def test_model_labels_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
