@@ -56,6 +56,9 @@ class Knobs:
     service_tier: str | None = None
     # Published in GET /v1/models as the model's max_model_len, as vLLM does.
     max_model_len: int | None = None
+    # Every request waits (after `delay`) until the test calls release(model): a call held
+    # for exactly as long as the test needs, however slow the machine.
+    hold: bool = False
 
     @classmethod
     def parse(cls, knobs: Mapping[str, Any]) -> "Knobs":
@@ -147,6 +150,7 @@ class FakeUpstream:
         # concurrency limit in front of this server must keep under its cap.
         self._in_flight: dict[str, int] = {}
         self._max_in_flight: dict[str, int] = {}
+        self._released: dict[str, threading.Event] = {}  # per model scripted with hold=True
         # (model, body, headers); bounded when the fake serves long benchmark runs.
         self._recorded: deque[tuple[str, dict[str, Any], dict[str, str]]] = deque(
             maxlen=max_recorded
@@ -165,7 +169,7 @@ class FakeUpstream:
 
         reply, delay, status, error_message, fail_times, finish_reason, usage, tool_calls,
         reasoning_content, reply_with_tool_output, chunks, chunk_delay, drop_after_chunks,
-        refusal, service_tier, max_model_len; unset knobs take the defaults given to the
+        refusal, service_tier, max_model_len, hold; unset knobs take the defaults given to the
         constructor. A request with `logprobs: true` gets a logprob per streamed piece (-0.5
         each, `top_logprobs` of them).
         """
@@ -173,6 +177,12 @@ class FakeUpstream:
         with self._lock:
             self._scripts[model] = parsed
             self._calls[model] = 0  # fail_times counts from the script that set it
+            self._released[model] = threading.Event()
+
+    def release(self, model: str) -> None:
+        """Let the held requests for `model` (hold=True) go on, and every later one."""
+        with self._lock:
+            self._released.setdefault(model, threading.Event()).set()
 
     def requests(self, model: str | None = None) -> list[dict[str, Any]]:
         """JSON bodies received at /v1/chat/completions, oldest first."""
@@ -207,6 +217,7 @@ class FakeUpstream:
             self._recorded.clear()
             self._abandoned.clear()
             self._max_in_flight.clear()
+            self._released.clear()
             self._completion_ids = itertools.count(1)
             self._call_ids = itertools.count(1)
 
@@ -260,6 +271,13 @@ class FakeUpstream:
             with self._lock:
                 self._abandoned.append(model)
             return web.Response(status=499)  # nobody is listening any more
+        if knobs.hold:
+            with self._lock:
+                released = self._released.setdefault(model, threading.Event())
+            if not await self._wait(request, float("inf"), until=released):
+                with self._lock:
+                    self._abandoned.append(model)
+                return web.Response(status=499)
         status = knobs.failure_status(nth)
         if status is not None:
             return _error(status, knobs.error_message)
@@ -286,11 +304,14 @@ class FakeUpstream:
         return response
 
     @staticmethod
-    async def _wait(request: web.Request, delay: float) -> bool:
-        """Sleep `delay` (never time.sleep: slow requests must overlap), watching the client;
-        False as soon as it hangs up, as a model server notices a closed connection."""
+    async def _wait(
+        request: web.Request, delay: float, until: threading.Event | None = None
+    ) -> bool:
+        """Sleep `delay`, or until `until` is set (never time.sleep: slow requests must
+        overlap), watching the client; False as soon as it hangs up, as a model server
+        notices a closed connection."""
         deadline = time.monotonic() + delay
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and not (until and until.is_set()):
             await asyncio.sleep(min(left, 0.05))
             transport = request.transport
             if transport is None or transport.is_closing():

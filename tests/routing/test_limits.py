@@ -91,7 +91,7 @@ class TestInOneProcess:
     def test_past_its_wait_a_request_is_a_429_and_nothing_is_stored(
         self, start_routed: StartRouted, fake_upstream: FakeUpstream, name: str, model: str
     ) -> None:
-        fake_upstream.script(model, delay=1.0)
+        fake_upstream.script(model, hold=True)  # the first call keeps the only slot
         spec = [deployment(fake_upstream, model, max_concurrency=1)]
         with start_routed({name: spec}, model_queue_seconds=0.2) as server:
             client = sdk(server.url)
@@ -109,6 +109,7 @@ class TestInOneProcess:
             assert streamed.status_code == 429  # before the stream starts
             # A background job is not refused: it waits its turn.
             job = client.responses.create(model=name, input="job", background=True)
+            fake_upstream.release(model)
             holder.join()
             assert poll_status(client, job.id).status == "completed"
             listed = httpx.get(f"{server.url}/v1/responses", params={"model": name}).json()
