@@ -83,6 +83,15 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield url
 
 
+@pytest.fixture(scope="module")
+def private_database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of the module's own, for tests that write rows a real create never makes
+    (bare queued ones): on the suite's shared database, a server's sweeper takes such rows and
+    runs them as jobs (a KeyError in its log, and a race with the test's own claims)."""
+    with migrated_database(backend, str(tmp_path_factory.mktemp(f"private-{backend}"))) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def settings(database_url: str, fake_upstream: FakeUpstream) -> Settings:
     return Settings(

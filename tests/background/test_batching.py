@@ -3,7 +3,6 @@ without changing what is written: each queued job claimed once, each end its own
 compare-and-set, and one end that cannot be written never takes the others down with it."""
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,18 +13,14 @@ from app.background.batching import Claims, Ends
 from app.background.repository import Claim
 from app.responses.domain import FinalValues
 from app.responses.repository import ResponsesRepository
-from tests.harness import migrated_database
 from tests.responses.test_repository import new_row, run_engine
 
 DONE: FinalValues = {"status": "completed", "output": [], "completed_at": 1}
 
 
-@pytest.fixture
-def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database of these tests' own: on the suite's shared one, a server's sweeper would
-    take their queued rows (rows a real create never makes) and run them as jobs."""
-    with migrated_database(backend, str(tmp_path_factory.mktemp("batching"))) as url:
-        yield url
+@pytest.fixture(scope="module")
+def database_url(private_database_url: str) -> str:
+    return private_database_url
 
 
 async def queued_rows(engine: AsyncEngine, count: int) -> list[str]:

@@ -21,6 +21,11 @@ from app.responses.repository import DuplicateKey, ResponsesRepository
 DONE: FinalValues = {"status": "completed", "output": [], "completed_at": 1}
 
 
+@pytest.fixture(scope="module")
+def database_url(private_database_url: str) -> str:
+    return private_database_url  # the rows here are bare: never where a sweeper runs
+
+
 def run(database_url: str, work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
     async def go() -> Any:
         engine = create_async_engine(async_url(database_url))
