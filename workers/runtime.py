@@ -82,6 +82,7 @@ class WorkerRuntime:
                 held=lambda: self.jobs.held,
             )
             self.heartbeat.start()
+            self.jobs.on_hold = self.heartbeat.wake
         self.jobs.start()  # after the Redis client: its first sweep asks the backlog
 
     async def _backlog(self) -> int:

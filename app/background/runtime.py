@@ -75,8 +75,11 @@ class JobRuntime:
         self.local: dict[str, asyncio.Task[None]] = {}  # embedded mode: started here
         self.fair = LocalFairQueue()  # embedded mode: new jobs' turns (app/kit/fair.py)
         self.capacity = asyncio.Semaphore(settings.worker_concurrency)
-        # Jobs handed to this process that wait for a slot (a message may carry many).
+        # Jobs handed to this process by the queue that wait for a slot (a message may carry
+        # many), and who to tell when more arrive (the worker's heartbeat).
         self.held = 0
+        self.on_hold: Callable[[], None] | None = None
+        self.waiting_before = 0  # the sweeper's previous reading of the broker's backlog
         self.supervisor: asyncio.Task[None] | None = None
         self.keyring = Keyring(engine, settings.encryption_keys)  # a job's encrypted reasoning
         self.retention = RetentionSchedule(engine, settings)
@@ -153,8 +156,12 @@ class JobRuntime:
         this process's capacity: with `fair`, each ticket runs the fairest job waiting
         (app/kit/fair.py), else its own. Returns when all have ended; one failing on our side
         does not stop the others (its lease runs out and the sweeper re-runs it)."""
+        self.held += len(tickets)
+        if self.on_hold is not None:
+            self.on_hold()
         results = await asyncio.gather(
-            *(self._bounded(ticket, fair) for ticket in tickets), return_exceptions=True
+            *(self._bounded(ticket, fair, held=True) for ticket in tickets),
+            return_exceptions=True,
         )
         for ticket, result in zip(tickets, results, strict=True):
             if isinstance(result, asyncio.CancelledError):
@@ -162,12 +169,12 @@ class JobRuntime:
             if isinstance(result, Exception):
                 log.error("response %s: job failed", ticket.running or ticket.own, exc_info=result)
 
-    async def _bounded(self, ticket: Ticket, fair: FairQueue | None) -> None:
-        self.held += 1
+    async def _bounded(self, ticket: Ticket, fair: FairQueue | None, held: bool = False) -> None:
         try:
             await self.capacity.acquire()
         finally:
-            self.held -= 1
+            if held:
+                self.held -= 1
         try:
             if fair is None:
                 ticket.running = ticket.own
@@ -249,10 +256,15 @@ class JobRuntime:
         waiting: int | None = None
         if self.backlog is not None:
             try:
-                waiting = await self.backlog()
+                reading = await self.backlog()
             except Exception as exc:  # the broker is away: publishing would fail too
                 log.warning("sweep: could not read the queue's length (%r); not re-enqueuing", exc)
-                waiting = 1 << 62
+                reading = 1 << 62
+            # A job a worker has just taken from the list is in neither count until its
+            # heartbeat says so: a job is waiting if either of two sweeps counted it, and one
+            # really lost is handed again a sweep later.
+            waiting = max(reading, self.waiting_before)
+            self.waiting_before = reading
         async with self.engine.begin() as conn:
             responses = ResponsesRepository(conn)
             again = await responses.requeue_expired(settings.job_max_attempts)

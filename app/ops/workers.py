@@ -88,9 +88,14 @@ class Heartbeat:
             held=0,
         )
         self.task: asyncio.Task[None] | None = None
+        self.awake = asyncio.Event()
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name="tether-heartbeat")
+
+    def wake(self) -> None:
+        """Beat now, not at the end of the period: what the process holds has changed."""
+        self.awake.set()
 
     async def _run(self) -> None:
         failing = False
@@ -105,7 +110,9 @@ class Heartbeat:
                 if not failing:
                     log.warning("could not publish this worker's heartbeat: %r", exc)
                 failing = True
-            await asyncio.sleep(self.every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.awake.wait(), self.every)
+            self.awake.clear()
 
     async def stop(self) -> None:
         """Stop beating and say so at once (no wait for the TTL)."""

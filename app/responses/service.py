@@ -177,7 +177,10 @@ async def prepare(
         "service_tier": tier_of(req.service_tier),
         "idempotency_key": key.key if key else None,
         "request_hash": key.hash if key else None,
-        "enqueued_at": now_seconds() if req.background else None,
+        # To the fraction: in whole seconds, a job created late in a second looked queued for
+        # most of a second already, and a short JOB_REQUEUE_AFTER sent it again before its
+        # first publish had even reached the broker.
+        "enqueued_at": time.time() if req.background else None,
         # A synchronous turn starts now; a background one when a worker claims it.
         "started_at": None if req.background else time.time(),
     }
