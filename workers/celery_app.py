@@ -30,6 +30,8 @@ app.conf.update(
     worker_pool="threads",
     worker_concurrency=settings.worker_concurrency,
     broker_connection_retry_on_startup=True,
+    # Survives the broker restarting under jobs in flight (workers/consumer.py).
+    worker_consumer="workers.consumer:Consumer",
     # Longer than the longest job, so Redis does not redeliver a job still running; a worker
     # that died is noticed much sooner through its lease (DESIGN §6.3).
     broker_transport_options={"visibility_timeout": int(settings.job_time_limit_seconds) + 600},
