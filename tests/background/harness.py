@@ -70,6 +70,18 @@ class Worker:
             time.sleep(0.05)
         return self
 
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM (docker stop), then its exit status once it has exited; a worker still
+        running after `timeout` fails the test with what it logged (a hung shutdown says
+        where it hung)."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the worker did not exit {timeout:g}s after SIGTERM:\n{self.output()[-5000:]}"
+            ) from None
+
     def kill(self) -> None:
         """SIGKILL: no warm shutdown, no release of its jobs; as if the machine died."""
         self.process.send_signal(signal.SIGKILL)

@@ -1,7 +1,6 @@
 """background=true on real Celery workers: queued -> in_progress -> terminal, cancel, retries,
 idempotent creates, and nothing lost when a worker dies."""
 
-import signal
 from collections.abc import Callable
 
 import openai
@@ -259,9 +258,9 @@ class TestNothingLost:
         with running_server(settings) as srv, sdk(srv.url) as client:
             created = client.responses.create(model=model, input="hand over", background=True)
             poll_status(client, created.id, until=("in_progress",))
-            first.process.send_signal(signal.SIGTERM)
-            first.process.wait(timeout=10)  # well before the 4 s call could have finished
-            assert first.process.returncode == 0
+            # Its exit is not timed: that it gave the job back, not waited for the 4 s call,
+            # is what its log and the attempts below show.
+            assert first.terminate() == 0
             assert "released to the queue" in first.output()
             # Queued again: any worker's sweeper may send it out now (the suite's own may).
             second = Worker(settings).start()
@@ -292,8 +291,7 @@ class TestNothingLost:
                 for event in stream:
                     if event.type == "response.output_text.delta":
                         break  # some of the answer is logged: now stop the worker
-            first.process.send_signal(signal.SIGTERM)
-            first.process.wait(timeout=10)
+            first.terminate()
             second = Worker(settings).start()
             try:
                 done = poll_status(client, created.id, timeout=30)
@@ -318,8 +316,7 @@ class TestNothingLost:
             with running_server(settings) as srv, sdk(srv.url) as client:
                 created = client.responses.create(model=model, input="finish", background=True)
                 poll_status(client, created.id, until=("in_progress",))
-                worker.process.send_signal(signal.SIGTERM)
-                worker.process.wait(timeout=10)
+                worker.terminate()
                 assert client.responses.retrieve(created.id).status == "completed"
         finally:
             worker.stop()

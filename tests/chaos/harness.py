@@ -321,8 +321,7 @@ class WorkerPool:
         a batched message puts a burst's jobs on one worker, and the other may hold none."""
         running = self.in_flight()
         worker = max(self.workers, key=lambda w: running.get(w.process.pid, 0))
-        worker.process.send_signal(signal.SIGTERM)
-        worker.process.wait(timeout=self.settings.worker_drain_seconds + 40)
+        worker.terminate(timeout=self.settings.worker_drain_seconds + 40)
         self._bury(worker)
 
     def stop_all(self) -> None:
