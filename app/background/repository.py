@@ -66,12 +66,13 @@ class JobsRepository:
         """queued rows handed to the queue long ago (or never) whose task may be lost: handed
         again, oldest first (their enqueued_at now).
 
-        `waiting`: how many messages the broker holds for the queue. A row queued for long is
-        usually only waiting its turn behind others, and re-publishing every such row each
-        time flooded the queue exactly under load (issue 14, point 3). As many tasks as there
-        are queued rows are waiting, so none is lost: hand none. Fewer: hand again only as many
-        as are missing (the broker lost them, or their publish failed). None: no broker to
-        ask (embedded mode, whose queue ignores a job it already has), every old row.
+        `waiting`: how many jobs the broker's messages and the workers' hands hold for the
+        queue (app/background/backlog.py). A row queued for long is usually only waiting its
+        turn behind others, and re-publishing every such row each time flooded the queue
+        exactly under load (issue 14, point 3). As many jobs as there are queued rows are
+        waiting, so none is lost: hand none. Fewer: hand again only as many as are missing
+        (the broker lost them, or their publish failed). None: no broker to ask (embedded
+        mode, whose queue ignores a job it already has), every old row.
         """
         now = time.time()
         stale = and_(
