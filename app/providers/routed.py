@@ -45,6 +45,10 @@ def _raw_visible(chunk: dict[str, Any]) -> bool:
     return False
 
 
+def _unmarked(chunk: Any, label: str) -> None:
+    """Nothing to name the deployment on (a raw chunk, or a result named once it returns)."""
+
+
 class RouteCall:
     """A ModelProvider for one request (or one background job) to a catalog model."""
 
@@ -110,24 +114,16 @@ class RouteCall:
     async def _once(
         self, payload: dict[str, Any], call: Callable[[OpenAICompatibleProvider, Any], Awaitable[T]]
     ) -> T:
-        tried: frozenset[Deployment] = frozenset()
-        last: UpstreamFailure | None = None
-        while True:
-            pick = await self._pick(tried, last)
-            deployment = pick.deployment
-            try:
-                result = await call(deployment.client, deployment.payload(payload))
-            except UpstreamFailure as failure:
-                if not self._failed(pick, failure, moved_on=False):
-                    raise
-                tried, last = tried | {deployment}, failure
-                continue
-            except BaseException:
-                self.route.finish(pick, None, abandoned=True)
-                raise
-            self.route.finish(pick, None)
-            self.deployment = deployment.label
-            return result
+        """A one-piece answer: a stream of one chunk, visible, so it takes the same failover."""
+
+        async def whole(client: OpenAICompatibleProvider, body: Any) -> AsyncGenerator[T, None]:
+            yield await call(client, body)
+
+        # Read to its end: the attempt is finished (not abandoned) only once the stream ends.
+        answers: list[T] = [
+            a async for a in self._streamed(payload, whole, lambda _: True, _unmarked)
+        ]
+        return answers[0]
 
     async def _streamed(
         self,
@@ -196,7 +192,7 @@ class RouteCall:
             payload,
             lambda client, body: client.chunks_raw(body),
             _raw_visible,
-            lambda chunk, label: None,
+            _unmarked,
         )
         async for chunk in chunks:
             yield chunk
