@@ -33,6 +33,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -69,6 +70,11 @@ class EventLog(Protocol):
     async def close(self) -> None: ...
 
 
+# Longer than the longest blocking read a follower makes (app/responses/streaming.py
+# FOLLOW_BLOCK, 1 s), so that only a server that does not answer reaches it.
+SOCKET_TIMEOUT = 5.0
+
+
 def _key(response_id: str) -> str:
     return f"tether:events:{response_id}"
 
@@ -82,8 +88,20 @@ class RedisEventLog:
         # Retried on a connection error: after Redis restarts, every pooled connection is
         # dead, and without a retry the first command on each failed (the chaos suite saw jobs
         # stop logging their streams, long after Redis was back).
-        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
-        self.redis = Redis.from_url(redis_url, max_connections=max_connections, retry=retry)
+        # A Redis that stops answering without closing its connections (a partition, a host
+        # frozen) fails a call after SOCKET_TIMEOUT instead of holding a job or a follower for
+        # as long as redis-py's defaults say (none at all before redis-py 6). Timeouts are
+        # not retried: against a frozen server that only multiplies the wait.
+        retry = Retry(
+            ExponentialBackoff(cap=0.5, base=0.05), 3, supported_errors=(RedisConnectionError,)
+        )
+        self.redis = Redis.from_url(
+            redis_url,
+            max_connections=max_connections,
+            retry=retry,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            socket_timeout=SOCKET_TIMEOUT,
+        )
         self.retention = int(retention)
         self.max_bytes = max_bytes
 
