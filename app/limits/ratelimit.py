@@ -6,8 +6,12 @@ one serving). Past the limit: 429 `rate_limit_exceeded`. Every answer to a limit
 carries OpenAI's `x-ratelimit-*-requests` headers, which the SDK reads to back off.
 
 A project without a limit (the default) costs nothing: no counter is kept.
+With Redis away (or not answering within 2 s) a request is counted nowhere and served, with
+a log line that says so: a limit guards against abuse, and must not turn an outage of the
+counter into one of the API (it was a 500).
 """
 
+import logging
 import time
 from collections import defaultdict
 from typing import Protocol
@@ -16,6 +20,8 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 
 from app.errors import RateLimited
+
+log = logging.getLogger(__name__)
 
 WINDOW = 60
 
@@ -30,7 +36,9 @@ class Counter(Protocol):
 
 class RedisCounter:
     def __init__(self, redis_url: str) -> None:
-        self.redis = Redis.from_url(redis_url)
+        # Asked on every request of a limited project: a Redis that does not answer costs a
+        # request at most this, then it is served uncounted (RateLimiter.admit).
+        self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
 
     async def hit(self, project_id: str, window: int) -> int:
         key = f"tether:rpm:{project_id}:{window}"
@@ -69,7 +77,17 @@ class RateLimiter:
             return
         now = time.time()
         window = int(now // WINDOW)
-        count = await self.counter.hit(project_id, window)
+        try:
+            count = await self.counter.hit(project_id, window)
+        except Exception as exc:  # Redis away: a limit guards against abuse, it is no outage
+            log.warning(
+                "could not count a request of project %s against its rate limit (%r): served "
+                "uncounted",
+                project_id,
+                exc,
+                extra={"project": project_id},
+            )
+            return
         reset = max(1, int((window + 1) * WINDOW - now))
         headers = {
             "x-ratelimit-limit-requests": str(rpm),

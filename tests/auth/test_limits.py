@@ -29,6 +29,7 @@ from tests.auth.harness import (
 from tests.background.harness import settings_env
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import TEST_REDIS_URL, free_port, migrated_database, running_server
+from tests.ops.harness import RedisServer
 
 RESET = re.compile(r"(\d+)s")
 
@@ -322,3 +323,37 @@ def test_oversized_bodies_are_413_and_memory_stays_flat(
     print(measured)  # noqa: T201 - the issue asks for the measurement
     assert rss_growth < MAX_GROWTH_KB, measured
     assert peak_growth < MAX_GROWTH_KB, measured
+
+
+def test_rpm_with_its_redis_away_admits_and_says_why(
+    own_database_url: str,
+    fake_upstream: FakeUpstream,
+    model: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The counter is shared through Redis. With Redis away, a request is served uncounted
+    (a limit is a guard against abuse, not a reason to stop serving) and the log says so."""
+    broker = RedisServer()
+    try:
+        settings = own_settings(
+            own_database_url,
+            fake_upstream,
+            redis_url=broker.url,
+            celery_queue=f"tether-test-{uuid.uuid4().hex[:8]}",  # only synchronous creates here
+        )
+        limited = project_name()
+        _, key = make_key(settings, limited)
+        set_limits(settings, limited, rpm=5)
+        with running_server(settings) as server, http(server.url, key) as client:
+            assert (
+                client.post("/v1/responses", json={"model": model, "input": "a"}).status_code == 200
+            )
+            broker.kill()
+            answer = client.post("/v1/responses", json={"model": model, "input": "b"})
+            assert answer.status_code == 200, answer.text
+            assert limit_headers(answer) == (None, None, None)  # nothing counted, none claimed
+        assert any(
+            "rate limit" in r.getMessage() and "uncounted" in r.getMessage() for r in caplog.records
+        )
+    finally:
+        broker.kill()
