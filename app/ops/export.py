@@ -57,29 +57,16 @@ async def export(
     written = 0
     while True:
         async with engine.connect() as conn:
+            pages = (
+                ChatCompletionsRepository(conn) if kind == "chat" else HousekeepingRepository(conn)
+            )
+            rows = await pages.export_page(
+                project, after, PAGE, since=since, metadata=metadata or {}, until=until, model=model
+            )
             if kind == "chat":
-                rows = await ChatCompletionsRepository(conn).export_page(
-                    project,
-                    after,
-                    PAGE,
-                    since=since,
-                    metadata=metadata or {},
-                    until=until,
-                    model=model,
-                )
-                lines = [chat_line(row) for row in rows]
-                for line in lines:
-                    write(orjson.dumps(line) + b"\n")
+                for row in rows:
+                    write(orjson.dumps(chat_line(row)) + b"\n")
             else:
-                rows = await HousekeepingRepository(conn).export_page(
-                    project,
-                    after,
-                    PAGE,
-                    since=since,
-                    metadata=metadata or {},
-                    until=until,
-                    model=model,
-                )
                 # A line carries its whole thread: each is written as soon as it is built, so
                 # memory holds one thread, not a page of them.
                 repo = ResponsesRepository(conn)
