@@ -300,8 +300,8 @@ class WorkerPool:
         self.workers.remove(worker)
 
     def kill_one(self) -> None:
-        """SIGKILL the oldest worker: its jobs are left to their leases."""
-        worker = self.workers[0]
+        """SIGKILL the worker running the most jobs: they are left to their leases."""
+        worker = self._busiest()
         worker.kill()
         self._bury(worker)
 
@@ -315,12 +315,16 @@ class WorkerPool:
         found = [json.loads(beat) for beat in beats if beat is not None]
         return {beat["pid"]: beat["in_flight"] for beat in found}
 
-    def terminate_one(self) -> None:
-        """SIGTERM (docker stop) the worker running the most jobs: it drains for
-        WORKER_DRAIN_SECONDS, then gives back what still runs. The busiest, not the oldest:
+    def _busiest(self) -> Worker:
+        """The worker running the most jobs, which a fault must hit: not simply the oldest, as
         a batched message puts a burst's jobs on one worker, and the other may hold none."""
         running = self.in_flight()
-        worker = max(self.workers, key=lambda w: running.get(w.process.pid, 0))
+        return max(self.workers, key=lambda w: running.get(w.process.pid, 0))
+
+    def terminate_one(self) -> None:
+        """SIGTERM (docker stop) the worker running the most jobs: it drains for
+        WORKER_DRAIN_SECONDS, then gives back what still runs."""
+        worker = self._busiest()
         worker.terminate(timeout=self.settings.worker_drain_seconds + 40)
         self._bury(worker)
 
@@ -487,7 +491,14 @@ def _heal(stack: Stack) -> None:
 FAULTS: dict[str, Fault] = {
     fault.name: fault
     for fault in [
-        Fault("worker_sigkill", lambda s: s.workers.kill_one(), _heal, hold=1.0, burst=12),
+        Fault(
+            "worker_sigkill",
+            lambda s: s.workers.kill_one(),
+            _heal,
+            1.0,
+            burst=12,
+            burst_model="long",
+        ),
         Fault(
             "worker_sigterm",
             lambda s: s.workers.terminate_one(),

@@ -69,11 +69,17 @@ def _released(stack: Stack, ledger: Ledger) -> bool:
     return "released to the queue" in stack.workers.dead_output[-1]
 
 
+def _running_long_jobs(stack: Stack) -> bool:
+    return max(stack.workers.in_flight().values(), default=0) >= 2
+
+
 # What must be true when a fault strikes for it to hit what it is meant to (polled first).
 READY: dict[str, Callable[[Stack], bool]] = {
     "redis_restart": lambda stack: _queued(stack) > 0,
-    # A worker runs long jobs (2.5 s, against a 0.5 s drain): stopping it gives some back.
-    "worker_sigterm": lambda stack: max(stack.workers.in_flight().values(), default=0) >= 2,
+    # A worker runs long jobs (2.5 s, against a 0.5 s drain): stopping it gives some back,
+    # killing it leaves some to be re-run.
+    "worker_sigterm": _running_long_jobs,
+    "worker_sigkill": _running_long_jobs,
 }
 # What shows that the fault did hit it: otherwise the test proved nothing.
 EXERCISED: dict[str, tuple[Callable[[Stack, Ledger], bool], str]] = {
